@@ -1,0 +1,131 @@
+"""The DQN agent: acting (epsilon-greedy) and learning (TD target, loss, optimizer step, target sync).
+
+Everything carries a leading seed axis K. The K networks live in one module whose parameters are [K, ...]; the
+loss is the sum over seeds of each seed's mean loss, so each seed's gradient is exactly its own, and Adam, being
+elementwise, keeps K independent optimizer states in the same tensors. Per-seed gradient clipping and a per-seed
+mask (seeds that must not learn this step) keep the seeds independent where a plain optimizer would mix them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .networks import QNetwork
+from .replay import Batch
+
+
+def td_target(batch: Batch, online: QNetwork, target: QNetwork, gamma: float, double: bool) -> torch.Tensor:
+    """y = r + gamma * (1 - done) * Q_target(s', a*), with a* = argmax_a Q(s', a) from the online network under
+    Double DQN and from the target network otherwise. `done` is true termination only: a time-limit cut-off
+    bootstraps from s', because the state itself is not terminal (unless the config says otherwise)."""
+    with torch.no_grad():
+        q_next = target(batch.next_obs)                                           # [K, B, A]
+        if double:
+            best = online(batch.next_obs).argmax(dim=-1, keepdim=True)
+            v_next = q_next.gather(-1, best).squeeze(-1)
+        else:
+            v_next = q_next.max(dim=-1).values
+        return batch.reward + gamma * (1.0 - batch.done) * v_next
+
+
+class Agent:
+    """K independent DQN agents: `act` picks actions, `learn` takes one replay step, `sync_target` is implicit."""
+
+    def __init__(self, cfg: Config, obs_size: int, n_actions: int, device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.n_actions = n_actions
+        self.device = torch.device(device)
+        k = cfg.seeds
+        self.online = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device)
+        self.online.init_weights(cfg.seed_list, cfg.init)
+        # No target network (the article): bootstrap from the online network itself.
+        self.target = self.online
+        if cfg.target_update_interval > 0:
+            self.target = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device)
+            self.target.flat.data.copy_(self.online.flat.data)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.epsilon = torch.full((k,), cfg.epsilon_start, device=self.device)
+        self.updates = 0
+
+    # ----------------------------------------------------------------------------------------------- acting ---
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, epsilon: torch.Tensor | None = None) -> torch.Tensor:
+        """Epsilon-greedy actions [K] for observations [K, obs] (or [K, N, obs] -> [K, N])."""
+        eps = self.epsilon if epsilon is None else epsilon
+        single = obs.dim() == 2
+        q = self.online(obs.unsqueeze(1) if single else obs)
+        greedy = q.argmax(dim=-1)
+        if single:
+            greedy = greedy.squeeze(1)
+        if eps is None or not bool((eps > 0).any()):
+            return greedy
+        shape = greedy.shape
+        explore = torch.rand(shape, generator=self.generator, device=self.device) < eps.view(-1, *[1] * (len(shape) - 1))
+        random_actions = torch.randint(0, self.n_actions, shape, generator=self.generator, device=self.device)
+        return torch.where(explore, random_actions, greedy)
+
+    def update_epsilon(self, env_steps: int, updated: torch.Tensor) -> None:
+        """Linear: a function of env steps. Exponential (the article): decays once per replay, per seed."""
+        cfg = self.cfg
+        if cfg.epsilon_schedule == "linear":
+            frac = min(1.0, env_steps / cfg.epsilon_decay_steps)
+            self.epsilon.fill_(cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start))
+        else:
+            decayed = (self.epsilon * cfg.epsilon_decay_rate).clamp(min=cfg.epsilon_end)
+            self.epsilon = torch.where(updated, decayed, self.epsilon)
+
+    # --------------------------------------------------------------------------------------------- learning ---
+    def learn(self, batch: Batch, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One replay: an optimizer step on the batch (or, with `sequential_fit`, one step per sample, in order).
+
+        Seeds where `mask` is false are left exactly as they were. Returns per-seed statistics [K].
+        """
+        if not self.cfg.sequential_fit:
+            return self._step(batch, mask)
+        stats = [self._step(batch.sample(j), mask) for j in range(batch.action.shape[1])]
+        return {key: torch.stack([s[key] for s in stats]).mean(0) for key in stats[0]}
+
+    def _step(self, batch: Batch, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        # ALGO LOGIC: the TD target, the loss on Q(s, a), one gradient step, the target network follows.
+        y = td_target(batch, self.online, self.target, cfg.gamma, cfg.double)
+        q = self.online(batch.obs).gather(-1, batch.action.unsqueeze(-1)).squeeze(-1)   # [K, B]
+        if cfg.loss == "huber":
+            per_seed = F.smooth_l1_loss(q, y, reduction="none").mean(dim=1)
+        else:
+            per_seed = F.mse_loss(q, y, reduction="none").mean(dim=1)
+        self.online.zero_grad()
+        per_seed.sum().backward()                 # seeds share no parameters: each gets its own gradient
+        grad = self.online.flat.grad
+        if cfg.max_grad_norm > 0:                 # per seed: a global norm would couple the seeds
+            grad.mul_((cfg.max_grad_norm / (grad.norm(dim=1, keepdim=True) + 1e-6)).clamp(max=1.0))
+        frozen = None if bool(mask.all()) else self._snapshot()
+        self.optimizer.step()
+        if frozen is not None:
+            self._restore(frozen, ~mask)
+        self.updates += 1
+        if cfg.target_update_interval > 0 and self.updates % cfg.target_update_interval == 0:
+            with torch.no_grad():
+                self.target.flat.lerp_(self.online.flat, (cfg.tau * mask.float()).unsqueeze(1))
+        # END ALGO LOGIC
+        return {"loss": per_seed.detach(), "q": q.detach().mean(dim=1), "td": (y - q).detach().abs().mean(dim=1)}
+
+    def _tensors(self) -> list[torch.Tensor]:
+        """Everything a step changes per seed: the weights and Adam's moments (absent before the first step)."""
+        state = self.optimizer.state.get(self.online.flat, {})
+        return [self.online.flat] + [state[k] for k in ("exp_avg", "exp_avg_sq") if k in state]
+
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [t.detach().clone() for t in self._tensors()]
+
+    def _restore(self, saved: list[torch.Tensor], keep: torch.Tensor) -> None:
+        """Put back the snapshot for seeds in `keep`. Adam's step count is shared by the seeds; a seed that skipped
+        steps thus sees a slightly different bias correction, which vanishes after the first few hundred steps."""
+        current = self._tensors()
+        saved = saved + [torch.zeros_like(t) for t in current[len(saved):]]  # moments born in this step
+        with torch.no_grad():
+            for now, before in zip(current, saved):
+                now.copy_(torch.where(keep.unsqueeze(1), before, now))

@@ -1,0 +1,98 @@
+"""Saving and loading: weights in safetensors, metadata in JSON, every file written atomically.
+
+Loading never unpickles, so a checkpoint from anywhere cannot run code. A write goes to a temporary file in the
+same folder, is flushed to disk and then renamed over the target, so a crash at any moment leaves either the old
+file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A model or checkpoint that cannot be loaded; the CLI prints it as one line with exit code 2."""
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(path)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON (truncated or corrupted?): {e}") from None
+
+
+def seed_slice(module: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
+    """Seed k's weights of a seed-axis module, keeping a seed axis of size 1 so they load as a K=1 network."""
+    return {name: t.detach()[k:k + 1].contiguous().cpu() for name, t in module.state_dict().items()}
+
+
+def save_model(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Weights plus string metadata (env, sizes, format version) in one safetensors file."""
+    header = {key: json.dumps(value) for key, value in {**meta, "format_version": FORMAT_VERSION}.items()}
+    atomic_write(path, st_save(tensors, metadata=header))
+
+
+def load_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, metadata) of a safetensors model file; CheckpointError if it is missing, cut short or foreign."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{str(path)!r} is a folder, not a model file") from None
+    try:
+        tensors = st_load(raw)
+        meta_raw = _header_metadata(raw)
+        meta = {key: json.loads(value) for key, value in meta_raw.items()}
+    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{str(path)!r} is not a valid safetensors model (truncated or corrupted?): {e}") \
+            from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{str(path)!r} has format version {version}; this cartpole-dqn reads version "
+                              f"{FORMAT_VERSION}")
+    return tensors, meta
+
+
+def _header_metadata(raw: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header (its first 8 bytes give the header's length)."""
+    if len(raw) < 8:
+        raise ValueError("file shorter than a safetensors header")
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    return header.get("__metadata__", {}) or {}

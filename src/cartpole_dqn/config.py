@@ -1,0 +1,305 @@
+"""Every hyperparameter in one dataclass: its default, its allowed range and a one-line meaning.
+
+`Config()` is the `default` preset; other presets are named sets of overrides on it (`PRESETS`). The CLI flags,
+`--set key=value` and a TOML config file are three views of this one object, and `validate` is the single place that
+decides what is allowed, so every entry point refuses the same bad values with the same message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A bad value from the user; the CLI prints its message as one line and exits with code 2."""
+
+
+def _param(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata=dict(help=help, low=low, high=high, low_open=low_open,
+                                                high_open=high_open, choices=choices))
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete description of a training run. The defaults are the `default` preset."""
+
+    # --- task and solve rule -------------------------------------------------------------------------------------
+    env: str = _param("CartPole-v1", "gymnasium environment id (Discrete actions, flat Box observations)")
+    rule: str | None = _param(None, "solve rule from METRICS.md (sets env and threshold); none: the env's own",
+                              choices=("article", "v0", "v1"))
+    solve_score: float | None = _param(None, "mean training return that counts as solved (overrides the rule)")
+    solve_window: int = _param(100, "consecutive training episodes averaged by the solve rule", low=1)
+
+    # --- run -----------------------------------------------------------------------------------------------------
+    seed: int = _param(0, "first seed; a K-seed run uses seed, seed+1, ..., seed+K-1", low=0)
+    seeds: int = _param(1, "number of independent agents trained at once on the seed axis", low=1)
+    max_episodes: int = _param(2000, "episode budget per seed", low=1)
+    max_steps: int = _param(300_000, "env-step budget per seed", low=1)
+    eval_every: int = _param(2000, "greedy evaluation every N env steps (0: off)", low=0)
+    eval_episodes: int = _param(10, "episodes per greedy evaluation", low=1)
+    final_eval_episodes: int = _param(100, "greedy episodes played by the final network (0: skip)", low=0)
+
+    # --- network -------------------------------------------------------------------------------------------------
+    hidden: tuple[int, ...] = _param((256, 256), "hidden layer widths of the Q-network MLP", low=1)
+    init: str = _param("torch", "weight init: torch (PyTorch Linear) or glorot (Keras default, zero bias)",
+                       choices=("torch", "glorot"))
+    dueling: bool = _param(False, "dueling head: Q = V + A - mean(A)")
+
+    # --- optimisation --------------------------------------------------------------------------------------------
+    lr: float = _param(1e-3, "Adam learning rate", low=0.0, low_open=True, high=1.0)
+    gamma: float = _param(0.99, "discount factor", low=0.0, low_open=True, high=1.0)
+    loss: str = _param("huber", "TD loss: huber (smooth L1) or mse", choices=("huber", "mse"))
+    max_grad_norm: float = _param(10.0, "clip each seed's gradient norm to this (0: off)", low=0.0)
+    batch_size: int = _param(64, "transitions per gradient update", low=1)
+    replay_ratio: float = _param(1.0, "gradient updates per env step (0.25: one update every 4 steps)",
+                                 low=0.0, low_open=True, high=64.0)
+    sequential_fit: bool = _param(False, "fit a batch one sample at a time, one optimizer step each (the article)")
+    learning_starts: int = _param(1000, "transitions in memory before the first update", low=1)
+    update_on_episode_end: bool = _param(True, "also update after the step that ends an episode")
+
+    # --- replay memory -------------------------------------------------------------------------------------------
+    buffer_size: int = _param(100_000, "replay memory capacity per seed", low=1)
+    replacement: bool = _param(True, "sample the batch with replacement (False: distinct transitions)")
+
+    # --- targets -------------------------------------------------------------------------------------------------
+    target_update_interval: int = _param(1, "sync the target network every N updates (0: no target network)",
+                                         low=0)
+    tau: float = _param(0.005, "target sync weight: 1 copies, below 1 is Polyak averaging", low=0.0,
+                        low_open=True, high=1.0)
+    double: bool = _param(True, "Double DQN: online net picks the next action, target net values it")
+    terminal_on_truncation: bool = _param(False, "treat a time-limit cut-off as terminal (the article's bug)")
+    negate_final_reward: bool = _param(False, "store the final step's reward negated (the article's penalty)")
+
+    # --- exploration ---------------------------------------------------------------------------------------------
+    epsilon_schedule: str = _param("linear", "linear over env steps, or exponential per update (the article)",
+                                   choices=("linear", "exponential"))
+    epsilon_start: float = _param(1.0, "initial exploration rate", low=0.0, high=1.0)
+    epsilon_end: float = _param(0.01, "final exploration rate", low=0.0, high=1.0)
+    epsilon_decay_steps: int = _param(10_000, "linear: env steps from start to end", low=1)
+    epsilon_decay_rate: float = _param(0.995, "exponential: factor applied after each update",
+                                       low=0.0, low_open=True, high=1.0)
+
+    # --- output --------------------------------------------------------------------------------------------------
+    plot_every: float = _param(15.0, "seconds between redraws of scores.png during training (0: only at the end)",
+                               low=0.0)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # The article's code as it ran (Keras, CartPole-v1): 24-24 ReLU, Adam 1e-3, MSE, gamma 0.95, memory 1e6,
+    # 20 samples fitted one at a time after each non-final step, epsilon *= 0.995 per replay down to 0.01,
+    # no target network, the final reward negated and the time limit treated as a failure.
+    "classic": dict(
+        hidden=(24, 24), init="glorot", lr=1e-3, gamma=0.95, loss="mse", max_grad_norm=0.0, batch_size=20,
+        replay_ratio=1.0, sequential_fit=True, learning_starts=20, update_on_episode_end=False,
+        buffer_size=1_000_000, replacement=False, target_update_interval=0, tau=1.0, double=False,
+        terminal_on_truncation=True, negate_final_reward=True, epsilon_schedule="exponential",
+        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_rate=0.995,
+    ),
+}
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES: dict[str, Any] = typing.get_type_hints(Config)
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """The named preset with `overrides` applied, validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: allowed are {', '.join(PRESETS)}")
+    return validate(dataclasses.replace(Config(), **{**PRESETS[name], **overrides}))
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed) of an annotation such as `float | None`."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return tp, False
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Turn the string of `--set key=value` into the field's type."""
+    if key not in FIELDS:
+        raise ConfigError(f"unknown setting {key!r}: allowed are {', '.join(FIELDS)}")
+    tp, optional = _base_type(_TYPES[key])
+    raw = text.strip()
+    if optional and raw.lower() in ("none", "null", ""):
+        return None
+    try:
+        if tp is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            number = float(raw)  # accepts 1e5 and 100_000 alike
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if tp is float:
+            return float(raw)
+        if typing.get_origin(tp) is tuple:
+            parts = [p for p in raw.strip("[]()").replace(" ", "").split(",") if p]
+            return tuple(int(p) for p in parts)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}={text!r} is not a valid {_type_name(key)}") from None
+
+
+def _type_name(key: str) -> str:
+    tp, optional = _base_type(_TYPES[key])
+    name = {bool: "boolean (true/false)", int: "integer", float: "number", str: "string"}.get(
+        tp, "comma-separated list of integers")
+    return name + (" or none" if optional else "")
+
+
+def _check_type(key: str, value: Any) -> Any:
+    tp, optional = _base_type(_TYPES[key])
+    if value is None and optional:
+        return None
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:  # tuple[int, ...]
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              for v in value):
+            return tuple(value)
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not a valid {_type_name(key)}")
+    return float(value) if tp is float else value
+
+
+def _range_text(meta: dict[str, Any]) -> str:
+    lo = "" if meta["low"] is None else ("(" if meta["low_open"] else "[") + f"{meta['low']:g}"
+    hi = "" if meta["high"] is None else f"{meta['high']:g}" + (")" if meta["high_open"] else "]")
+    if lo and hi:
+        return f"in {lo}, {hi}"
+    if lo:
+        return (">" if meta["low_open"] else ">=") + f" {meta['low']:g}"
+    return ("<" if meta["high_open"] else "<=") + f" {meta['high']:g}"
+
+
+def allowed(key: str) -> str:
+    """What `key` accepts, in words, for help texts and error messages."""
+    meta = FIELDS[key].metadata
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"]) + (" or none" if _base_type(_TYPES[key])[1] else "")
+    if meta["low"] is None and meta["high"] is None:
+        return _type_name(key)
+    return f"{_type_name(key)} {_range_text(meta)}"
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field's type and range and the rules that tie fields together; return the config."""
+    values = {}
+    for key, f in FIELDS.items():
+        value = _check_type(key, getattr(cfg, key))
+        values[key] = value
+        meta = f.metadata
+        if value is None:
+            continue
+        if meta["choices"] and value not in meta["choices"]:
+            raise ConfigError(f"{key}={value!r} is not allowed: {allowed(key)}")
+        for v in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(v, str) or isinstance(v, bool):
+                continue
+            if not math.isfinite(v):
+                raise ConfigError(f"{key}={value!r} is not allowed: {allowed(key)}")
+            lo, hi = meta["low"], meta["high"]
+            bad_lo = lo is not None and (v <= lo if meta["low_open"] else v < lo)
+            bad_hi = hi is not None and (v >= hi if meta["high_open"] else v > hi)
+            if bad_lo or bad_hi:
+                raise ConfigError(f"{key}={value!r} is out of range: {allowed(key)}")
+    cfg = dataclasses.replace(cfg, **values)
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than buffer_size={cfg.buffer_size}: "
+                          "the batch must fit in the replay memory")
+    if not cfg.replacement and cfg.batch_size > cfg.learning_starts:
+        raise ConfigError(f"batch_size={cfg.batch_size} exceeds learning_starts={cfg.learning_starts}: sampling "
+                          "without replacement needs at least a batch in memory")
+    if cfg.epsilon_end > cfg.epsilon_start:
+        raise ConfigError(f"epsilon_end={cfg.epsilon_end} is above epsilon_start={cfg.epsilon_start}: "
+                          "epsilon must not grow")
+    if cfg.double and cfg.target_update_interval == 0:
+        raise ConfigError("double=true needs a target network: set target_update_interval >= 1")
+    return cfg
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file: top-level `key = value` pairs named as the Config fields, plus optional `preset`."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+    for key, value in data.items():
+        if key != "preset" and key not in FIELDS:
+            raise ConfigError(f"unknown setting {key!r} in {str(path)!r}: allowed are preset, {', '.join(FIELDS)}")
+        if isinstance(value, dict):
+            raise ConfigError(f"setting {key!r} in {str(path)!r} is a table; settings are top-level key = value")
+    return data
+
+
+def build(preset_name: str | None = None, file: str | Path | None = None,
+          overrides: dict[str, Any] | None = None) -> Config:
+    """Compose a Config: preset, then the file's settings, then `overrides` (CLI flags and --set), validated."""
+    from_file = load_toml(file) if file is not None else {}
+    name = preset_name or from_file.pop("preset", None) or "default"
+    from_file.pop("preset", None)
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: allowed are {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **from_file, **(overrides or {})}
+    for key, value in values.items():
+        values[key] = _check_type(key, value)
+    return validate(dataclasses.replace(Config(), **values))
+
+
+def preset_of(cfg: Config) -> str:
+    """The name of the preset this config equals, or `custom`."""
+    for name in PRESETS:
+        base = dataclasses.replace(Config(), **PRESETS[name])
+        run_fields = ("env", "rule", "solve_score", "solve_window", "seed", "seeds", "max_episodes", "max_steps",
+                      "eval_every", "eval_episodes", "final_eval_episodes", "plot_every")
+        if all(getattr(base, k) == getattr(cfg, k) for k in FIELDS if k not in run_fields):
+            return name
+    return "custom"
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    d = dataclasses.asdict(cfg)
+    d["hidden"] = list(cfg.hidden)
+    return d
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """The inverse of `to_dict`, validated (used to read config.json back)."""
+    unknown = set(d) - set(FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown settings {sorted(unknown)}")
+    return build(overrides=d) if "hidden" not in d else build(overrides={**d, "hidden": tuple(d["hidden"])})

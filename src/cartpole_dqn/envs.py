@@ -1,0 +1,127 @@
+"""Environments: K copies of a gymnasium task on the seed axis, the checks on their spaces, and solve rules.
+
+Each seed gets its own environment instance seeded with its own number, so seed n plays the same episodes whatever
+else runs beside it. Evaluation environments are separate instances with seeds disjoint from training, so
+evaluating never changes what training sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from .config import Config, ConfigError
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A solve rule: the mean training return over `window` consecutive episodes that counts as solved."""
+
+    name: str
+    env: str
+    threshold: float | None
+    window: int
+
+
+# METRICS.md: `article` is what the article's code ran (CartPole-v1 with the v0 threshold).
+RULES: dict[str, Rule] = {
+    "article": Rule("article", "CartPole-v1", 195.0, 100),
+    "v0": Rule("v0", "CartPole-v0", 195.0, 100),
+    "v1": Rule("v1", "CartPole-v1", 475.0, 100),
+}
+
+# Seed offsets for evaluation episodes: disjoint from the training seeds (0 .. 999_999) and from each other.
+EVAL_SEED_BASE = 1_000_000
+FINAL_EVAL_SEED_BASE = 2_000_000
+
+
+def resolve_rule(cfg: Config, preset_name: str) -> tuple[Config, Rule]:
+    """Settle the environment and the solve rule a config asks for.
+
+    `--rule` sets the environment; an explicit `solve_score` overrides the threshold. With no rule, the classic
+    preset on CartPole-v1 uses `article` and everything else the environment spec's `reward_threshold`.
+    """
+    if cfg.rule is not None:
+        rule = RULES[cfg.rule]
+        if cfg.env not in (rule.env, Config.env):  # the default env gives way to the rule's
+            raise ConfigError(f"--env {cfg.env} conflicts with --rule {cfg.rule}, which is defined on {rule.env}")
+        cfg = dataclasses.replace(cfg, env=rule.env)
+    elif preset_name == "classic" and cfg.env == "CartPole-v1":
+        rule = RULES["article"]
+    else:
+        spec = env_spec(cfg.env)
+        rule = Rule("spec", cfg.env, spec.reward_threshold, 100)
+    if cfg.solve_score is not None:
+        rule = Rule("custom", cfg.env, cfg.solve_score, cfg.solve_window)
+    elif cfg.solve_window != rule.window:
+        rule = Rule("custom", cfg.env, rule.threshold, cfg.solve_window)
+    return cfg, rule
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of `env_id`, or a ConfigError naming close matches."""
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        import difflib
+
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown environment {env_id!r}{hint}: use a registered gymnasium id") from None
+
+
+def _make_one(env_id: str):
+    try:
+        return gym.make(env_id)
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(f"environment {env_id!r} needs a missing dependency: {e}") from None
+
+
+def check_spaces(env: gym.Env | gym.vector.VectorEnv, env_id: str) -> tuple[int, int]:
+    """(observation size, number of actions), or a ConfigError if DQN here cannot train on these spaces."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    act_space = getattr(env, "single_action_space", env.action_space)
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise ConfigError(f"environment {env_id!r} has {type(act_space).__name__} actions: only Discrete action "
+                          "spaces are supported")
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise ConfigError(f"environment {env_id!r} has {obs_space} observations: only flat (1-D) Box observations "
+                          "are supported")
+    return int(obs_space.shape[0]), int(act_space.n)
+
+
+def make_envs(env_id: str, seeds: list[int]) -> gym.vector.SyncVectorEnv:
+    """One environment per seed, stepped together; a finished episode resets in the same step.
+
+    Same-step autoreset hands back the true final observation in `info["final_obs"]`, which a truncated episode
+    needs to bootstrap from.
+    """
+    env_spec(env_id)
+    envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in seeds], autoreset_mode="SameStep")
+    check_spaces(envs, env_id)
+    return envs
+
+
+def observation_size(env_id: str) -> tuple[int, int]:
+    """(observation size, number of actions) of `env_id`, checked."""
+    env_spec(env_id)
+    env = _make_one(env_id)
+    try:
+        return check_spaces(env, env_id)
+    finally:
+        env.close()
+
+
+def step_envs(envs: gym.vector.SyncVectorEnv, actions: np.ndarray):
+    """Step every environment; returns (next_obs to act from, final_obs to learn from, reward, terminated,
+    truncated), where final_obs differs from next_obs only where an episode ended and was reset."""
+    next_obs, reward, terminated, truncated, info = envs.step(actions)
+    final_obs = next_obs
+    if "_final_obs" in info:
+        final_obs = next_obs.copy()
+        done = info["_final_obs"]
+        final_obs[done] = np.stack(info["final_obs"][done])
+    return next_obs, final_obs, reward, terminated, truncated
