@@ -8,12 +8,26 @@ mask (seeds that must not learn this step) keep the seeds independent where a pl
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .config import Config
 from .networks import QNetwork
 from .replay import Batch
+
+
+def learning_signal(cfg: Config, reward: np.ndarray, terminated: np.ndarray,
+                    truncated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(reward to store, no-bootstrap flag) for one step's outcome.
+
+    A truncated episode was cut off by the time limit: its last state is not terminal, so the target bootstraps
+    from it. The article's code counted the cut-off as a failure and negated the final reward; the classic preset
+    keeps that (`terminal_on_truncation`, `negate_final_reward`).
+    """
+    done = terminated | truncated
+    stored = np.where(done, -reward, reward) if cfg.negate_final_reward else reward
+    return stored, (done if cfg.terminal_on_truncation else terminated)
 
 
 def td_target(batch: Batch, online: QNetwork, target: QNetwork, gamma: float, double: bool) -> torch.Tensor:

@@ -18,6 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .networks import QNetwork
+
 FORMAT_VERSION = 1
 
 
@@ -55,19 +57,18 @@ def read_json(path: str | Path) -> Any:
         raise CheckpointError(f"{str(path)!r} is not valid JSON (truncated or corrupted?): {e}") from None
 
 
-def seed_slice(module: torch.nn.Module, k: int) -> dict[str, torch.Tensor]:
-    """Seed k's weights of a seed-axis module, keeping a seed axis of size 1 so they load as a K=1 network."""
-    return {name: t.detach()[k:k + 1].contiguous().cpu() for name, t in module.state_dict().items()}
-
-
-def save_model(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Weights plus string metadata (env, sizes, format version) in one safetensors file."""
-    header = {key: json.dumps(value) for key, value in {**meta, "format_version": FORMAT_VERSION}.items()}
+def save_model(path: str | Path, net: QNetwork, k: int, meta: dict[str, Any]) -> None:
+    """Seed k's weights, by layer name, plus the metadata to rebuild the network, in one safetensors file."""
+    tensors = {name: t.detach()[k].contiguous().cpu() for name, t in net.named_tensors(net.flat.data).items()}
+    arch = {"obs_size": net.shapes[0][0], "n_actions": net.shapes[net.n_body][1],
+            "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling}
+    header = {key: json.dumps(value) for key, value in {**meta, **arch, "format_version": FORMAT_VERSION}.items()}
     atomic_write(path, st_save(tensors, metadata=header))
 
 
-def load_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of a safetensors model file; CheckpointError if it is missing, cut short or foreign."""
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QNetwork, dict[str, Any]]:
+    """A one-seed QNetwork and its metadata from a model file; CheckpointError if it is missing, cut short,
+    foreign or of another format version."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -76,17 +77,26 @@ def load_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     except IsADirectoryError:
         raise CheckpointError(f"{str(path)!r} is a folder, not a model file") from None
     try:
+        meta = {key: json.loads(value) for key, value in _header_metadata(raw).items()}
         tensors = st_load(raw)
-        meta_raw = _header_metadata(raw)
-        meta = {key: json.loads(value) for key, value in meta_raw.items()}
-    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{str(path)!r} is not a valid safetensors model (truncated or corrupted?): {e}") \
             from None
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{str(path)!r} has format version {version}; this cartpole-dqn reads version "
+        raise CheckpointError(f"{str(path)!r} has model format version {version}; this cartpole-dqn reads version "
                               f"{FORMAT_VERSION}")
-    return tensors, meta
+    try:
+        net = QNetwork(1, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
+                       bool(meta["dueling"]), device)
+        views = net.named_tensors(net.flat.data)
+        if set(views) != set(tensors):
+            raise ValueError(f"layers {sorted(tensors)} do not match the architecture {sorted(views)}")
+        for name, view in views.items():
+            view[0].copy_(tensors[name])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{str(path)!r} does not describe a cartpole-dqn network: {e}") from None
+    return net, meta
 
 
 def _header_metadata(raw: bytes) -> dict[str, str]:

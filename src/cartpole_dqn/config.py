@@ -36,6 +36,8 @@ def _param(default: Any, help: str, *, low: float | None = None, high: float | N
 class Config:
     """A complete description of a training run. The defaults are the `default` preset."""
 
+    preset: str = _param("default", "the preset these settings started from (recorded; picks the default rule)")
+
     # --- task and solve rule -------------------------------------------------------------------------------------
     env: str = _param("CartPole-v1", "gymnasium environment id (Discrete actions, flat Box observations)")
     rule: str | None = _param(None, "solve rule from METRICS.md (sets env and threshold); none: the env's own",
@@ -121,9 +123,7 @@ _TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
 def preset(name: str, **overrides: Any) -> Config:
     """The named preset with `overrides` applied, validated."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}: allowed are {', '.join(PRESETS)}")
-    return validate(dataclasses.replace(Config(), **{**PRESETS[name], **overrides}))
+    return build(name, overrides=overrides)
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -233,6 +233,8 @@ def validate(cfg: Config) -> Config:
             if bad_lo or bad_hi:
                 raise ConfigError(f"{key}={value!r} is out of range: {allowed(key)}")
     cfg = dataclasses.replace(cfg, **values)
+    if cfg.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {cfg.preset!r}: allowed are {', '.join(PRESETS)}")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than buffer_size={cfg.buffer_size}: "
                           "the batch must fit in the replay memory")
@@ -259,8 +261,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
     for key, value in data.items():
-        if key != "preset" and key not in FIELDS:
-            raise ConfigError(f"unknown setting {key!r} in {str(path)!r}: allowed are preset, {', '.join(FIELDS)}")
+        if key not in FIELDS:
+            raise ConfigError(f"unknown setting {key!r} in {str(path)!r}: allowed are {', '.join(FIELDS)}")
         if isinstance(value, dict):
             raise ConfigError(f"setting {key!r} in {str(path)!r} is a table; settings are top-level key = value")
     return data
@@ -268,27 +270,17 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def build(preset_name: str | None = None, file: str | Path | None = None,
           overrides: dict[str, Any] | None = None) -> Config:
-    """Compose a Config: preset, then the file's settings, then `overrides` (CLI flags and --set), validated."""
+    """Compose a Config: the preset (named, else the file's, else default), then the file's settings, then
+    `overrides` (CLI flags and --set), validated."""
     from_file = load_toml(file) if file is not None else {}
-    name = preset_name or from_file.pop("preset", None) or "default"
-    from_file.pop("preset", None)
+    overrides = dict(overrides or {})
+    name = preset_name or overrides.pop("preset", None) or from_file.get("preset") or "default"
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: allowed are {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **from_file, **(overrides or {})}
+    values = {**PRESETS[name], **from_file, **overrides, "preset": name}
     for key, value in values.items():
         values[key] = _check_type(key, value)
     return validate(dataclasses.replace(Config(), **values))
-
-
-def preset_of(cfg: Config) -> str:
-    """The name of the preset this config equals, or `custom`."""
-    for name in PRESETS:
-        base = dataclasses.replace(Config(), **PRESETS[name])
-        run_fields = ("env", "rule", "solve_score", "solve_window", "seed", "seeds", "max_episodes", "max_steps",
-                      "eval_every", "eval_episodes", "final_eval_episodes", "plot_every")
-        if all(getattr(base, k) == getattr(cfg, k) for k in FIELDS if k not in run_fields):
-            return name
-    return "custom"
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -38,7 +38,7 @@ EVAL_SEED_BASE = 1_000_000
 FINAL_EVAL_SEED_BASE = 2_000_000
 
 
-def resolve_rule(cfg: Config, preset_name: str) -> tuple[Config, Rule]:
+def resolve_rule(cfg: Config) -> tuple[Config, Rule]:
     """Settle the environment and the solve rule a config asks for.
 
     `--rule` sets the environment; an explicit `solve_score` overrides the threshold. With no rule, the classic
@@ -49,7 +49,7 @@ def resolve_rule(cfg: Config, preset_name: str) -> tuple[Config, Rule]:
         if cfg.env not in (rule.env, Config.env):  # the default env gives way to the rule's
             raise ConfigError(f"--env {cfg.env} conflicts with --rule {cfg.rule}, which is defined on {rule.env}")
         cfg = dataclasses.replace(cfg, env=rule.env)
-    elif preset_name == "classic" and cfg.env == "CartPole-v1":
+    elif cfg.preset == "classic" and cfg.env == "CartPole-v1":
         rule = RULES["article"]
     else:
         spec = env_spec(cfg.env)

@@ -22,9 +22,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .agent import Agent
-from .checkpoint import save_model, seed_slice, write_json
-from .config import Config, ConfigError, preset_of, to_dict, validate
+from .agent import Agent, learning_signal
+from .checkpoint import save_model, write_json
+from .config import Config, ConfigError, to_dict, validate
 from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, make_envs, observation_size, resolve_rule, step_envs
 from .evaluate import Evaluator
 from .replay import ReplayMemory
@@ -45,9 +45,9 @@ class RunResult:
         return all(s["solved"] for s in self.summaries)
 
 
-def default_out(cfg: Config, preset_name: str) -> Path:
+def default_out(cfg: Config) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env}-{preset_name}-s{cfg.seed}-{stamp}"
+    return Path("runs") / f"{cfg.env}-{cfg.preset}-s{cfg.seed}-{stamp}"
 
 
 def prepare_out(out: Path) -> None:
@@ -136,18 +136,16 @@ class Progress:
             self.bar.close()
 
 
-def _title(cfg: Config, preset_name: str, seed: int) -> str:
-    return f"{cfg.env} - preset {preset_name} - seed {seed}"
+def _title(cfg: Config, seed: int) -> str:
+    return f"{cfg.env} - preset {cfg.preset} - seed {seed}"
 
 
-def train(cfg: Config, out: str | Path | None = None, *, preset_name: str | None = None,
-          verbose: bool = True) -> RunResult:
+def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True) -> RunResult:
     """Train `cfg.seeds` agents until each solves or its budget runs out; write scores, plots, models, summaries.
 
     Args:
         cfg: the complete configuration (see `config.Config`); validated again here.
         out: output folder; default `runs/<env>-<preset>-s<seed>-<time>`. A K-seed run writes `seed-<n>/` in it.
-        preset_name: recorded in the summaries and titles; default: the preset `cfg` equals, or `custom`.
         verbose: show the progress bar and the solve lines.
 
     Returns:
@@ -155,16 +153,15 @@ def train(cfg: Config, out: str | Path | None = None, *, preset_name: str | None
         returns with `interrupted=True`, every file complete.
     """
     cfg = validate(cfg)
-    preset_name = preset_name or preset_of(cfg)
-    cfg, rule = resolve_rule(cfg, preset_name)
+    cfg, rule = resolve_rule(cfg)
     obs_size, n_actions = observation_size(cfg.env)
-    out = Path(out) if out is not None else default_out(cfg, preset_name)
+    out = Path(out) if out is not None else default_out(cfg)
     prepare_out(out)
     k = cfg.seeds
     dirs = [out] if k == 1 else [out / f"seed-{s}" for s in cfg.seed_list]
     for d in dirs:
         prepare_out(d)
-    write_json(out / "config.json", {"preset": preset_name, **to_dict(cfg)})
+    write_json(out / "config.json", to_dict(cfg))
 
     torch.manual_seed(cfg.seed)
     envs = make_envs(cfg.env, cfg.seed_list)
@@ -201,8 +198,7 @@ def train(cfg: Config, out: str | Path | None = None, *, preset_name: str | None
             steps += 1
             done = terminated | truncated
             # --- store -----------------------------------------------------------------------------------------
-            stored_reward = np.where(done, -reward, reward) if cfg.negate_final_reward else reward
-            no_bootstrap = terminated | truncated if cfg.terminal_on_truncation else terminated
+            stored_reward, no_bootstrap = learning_signal(cfg, reward, terminated, truncated)
             memory.add(obs_t, actions, torch.from_numpy(stored_reward).float(), torch.from_numpy(final_obs).float(),
                        torch.from_numpy(no_bootstrap).float())
             ep_return += reward
@@ -257,7 +253,7 @@ def train(cfg: Config, out: str | Path | None = None, *, preset_name: str | None
                 progress.update(steps, len(logs[lead].returns), float(np.mean(recent)) if recent else 0.0,
                                 float(agent.epsilon[lead]), steps * k / max(now, 1e-9), now)
             if cfg.plot_every and now >= next_plot:
-                logs[plot_turn % k].plot(_title(cfg, preset_name, cfg.seed_list[plot_turn % k]))
+                logs[plot_turn % k].plot(_title(cfg, cfg.seed_list[plot_turn % k]))
                 plot_turn += 1
                 next_plot = now + cfg.plot_every
     progress.close()
@@ -276,14 +272,12 @@ def train(cfg: Config, out: str | Path | None = None, *, preset_name: str | None
     summaries = []
     for i, (seed, log) in enumerate(zip(cfg.seed_list, logs)):
         log.close()
-        log.plot(_title(cfg, preset_name, seed))
-        meta = {"env": cfg.env, "obs_size": obs_size, "n_actions": n_actions, "hidden": list(cfg.hidden),
-                "dueling": cfg.dueling, "seed": seed}
-        save_model(dirs[i] / "model.safetensors", seed_slice(agent.online, i), meta)
+        log.plot(_title(cfg, seed))
+        save_model(dirs[i] / "model.safetensors", agent.online, i, {"env": cfg.env, "seed": seed})
         seed_cfg = dataclasses.replace(cfg, seed=seed, seeds=1)
         if k > 1:
-            write_json(dirs[i] / "config.json", {"preset": preset_name, **to_dict(seed_cfg)})
-        summary = {"env": cfg.env, "preset": preset_name, "seed": seed, "rule": _rule_dict(rule), **log.figures(),
+            write_json(dirs[i] / "config.json", to_dict(seed_cfg))
+        summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": _rule_dict(rule), **log.figures(),
                    "env_steps": int(stopped_at[i]), "wall_seconds": round(float(stopped_wall[i]), 3),
                    "final_greedy_score": None if final is None else round(float(final[i].mean()), 3),
                    "interrupted": interrupted, "config": to_dict(seed_cfg)}
@@ -291,7 +285,7 @@ def train(cfg: Config, out: str | Path | None = None, *, preset_name: str | None
         summaries.append(summary)
     aggregate = None
     if k > 1:
-        aggregate = aggregate_summary(summaries, cfg, preset_name, rule, interrupted)
+        aggregate = aggregate_summary(summaries, cfg, rule, interrupted)
         write_json(out / "summary.json", aggregate)
     return RunResult(out, summaries, aggregate, interrupted)
 
@@ -308,14 +302,14 @@ def median_or_none(values: list[float | None]) -> float | None:
     return None if math.isinf(m) else m
 
 
-def aggregate_summary(summaries: list[dict], cfg: Config, preset_name: str, rule: Rule, interrupted: bool) -> dict:
+def aggregate_summary(summaries: list[dict], cfg: Config, rule: Rule, interrupted: bool) -> dict:
     """Every seed's figures, their medians (unsolved = infinity) and the success rate."""
     keys = ("episodes_before_solve", "steps_to_solve", "seconds_to_solve", "eval_steps_to_solve",
             "eval_seconds_to_solve")
     per_seed = [{k: v for k, v in s.items() if k != "config"} for s in summaries]
     finals = [s["final_greedy_score"] for s in summaries if s["final_greedy_score"] is not None]
     return {
-        "env": cfg.env, "preset": preset_name, "seeds": cfg.seed_list, "rule": _rule_dict(rule),
+        "env": cfg.env, "preset": cfg.preset, "seeds": cfg.seed_list, "rule": _rule_dict(rule),
         "success_rate": sum(s["solved"] for s in summaries) / len(summaries),
         "eval_success_rate": sum(s["eval_steps_to_solve"] is not None for s in summaries) / len(summaries),
         **{f"median_{key}": median_or_none([s[key] for s in summaries]) for key in keys},

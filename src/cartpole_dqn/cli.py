@@ -1,0 +1,135 @@
+"""The command line: parses arguments, calls the Python API, and turns every user error into one line and exit 2.
+
+Each subcommand is a thin view of an API function; nothing here knows about tensors or training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .config import FIELDS, PRESETS, Config, ConfigError, allowed, build, parse_value
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (the project's rule for bad input), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _settings_epilog() -> str:
+    lines = ["hyperparameters (--set key=value, or key = value in a --config TOML file):"]
+    defaults = Config()
+    for key, f in FIELDS.items():
+        default = getattr(defaults, key)
+        default = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        lines.append(f"  {key:<24} {f.metadata['help']}; {allowed(key)}; default {default}")
+    lines.append("presets: " + ", ".join(PRESETS) + " (classic = the article's algorithm as its code ran)")
+    return "\n".join(lines)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", help="gymnasium environment id (default CartPole-v1; Discrete actions, flat Box obs)")
+    p.add_argument("--rule", help="solve rule: article (CartPole-v1, 195), v0 (CartPole-v0, 195), v1 (CartPole-v1, "
+                                  "475); default: article for classic on CartPole-v1, else the env's threshold")
+    p.add_argument("--solve-score", type=float, metavar="X", help="mean training return that counts as solved")
+    p.add_argument("--solve-window", type=int, metavar="N", help="episodes averaged by the solve rule (default 100)")
+    p.add_argument("--preset", help=f"hyperparameter preset: {', '.join(PRESETS)} (default: default)")
+    p.add_argument("--seed", type=int, metavar="N", help="first seed (default 0)")
+    p.add_argument("--seeds", type=int, metavar="K", help="train K independent agents at once (default 1)")
+    p.add_argument("--max-episodes", type=int, metavar="N", help="episode budget per seed (default 2000)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="env-step budget per seed (default 300000)")
+    p.add_argument("--eval-every", type=int, metavar="N",
+                   help="greedy evaluation every N env steps, 0 turns it off (default 2000)")
+    p.add_argument("--eval-episodes", type=int, metavar="M", help="episodes per greedy evaluation (default 10)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any hyperparameter (repeatable); the list is below")
+    p.add_argument("--config", metavar="FILE.toml", help="read settings (and optionally preset) from a TOML file")
+
+
+_FLAG_FIELDS = ("env", "rule", "solve_score", "solve_window", "seed", "seeds", "max_episodes", "max_steps",
+                "eval_every", "eval_episodes")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The Config the flags describe: preset < config file < flags < --set."""
+    overrides: dict[str, Any] = {}
+    for key in _FLAG_FIELDS:
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    if args.rule is not None and args.rule not in FIELDS["rule"].metadata["choices"]:
+        raise ConfigError(f"unknown rule {args.rule!r}: allowed are {', '.join(FIELDS['rule'].metadata['choices'])}")
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not key=value")
+        overrides[key.strip()] = parse_value(key.strip(), value)
+    if args.preset is not None and args.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {args.preset!r}: allowed are {', '.join(PRESETS)}")
+    return build(args.preset, args.config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(config_from_args(args), args.out, verbose=not args.quiet)
+    if not args.quiet:
+        _report(result)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _report(result) -> None:
+    solved = sum(s["solved"] for s in result.summaries)
+    n = len(result.summaries)
+    state = "interrupted" if result.interrupted else "finished"
+    print(f"Training {state}: {solved}/{n} solved. Scores, plot, model and summary in {result.out}")
+    if result.aggregate is not None:
+        a = result.aggregate
+        print(f"median episodes before solve: {a['median_episodes_before_solve']}, "
+              f"median env steps to solve: {a['median_steps_to_solve']}, success rate: {a['success_rate']:.0%}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cartpole-dqn", description="Deep Q-Learning for CartPole and other discrete-action "
+                     "gymnasium tasks: the classic article's algorithm and a fast modern DQN, many seeds at once.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train agents until they solve the task or a budget runs out",
+                       description="Train DQN agents; leaves scores.csv, scores.png, eval.csv, summary.json, "
+                                   "model.safetensors and config.json in --out.",
+                       epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(p)
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default runs/<env>-<preset>-s<seed>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ConfigError, CheckpointError) as e:
+        print(f"cartpole-dqn: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("cartpole-dqn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared helpers: small configs that train in seconds, and a runner for the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cartpole_dqn import preset
+
+torch.set_num_threads(1)
+
+
+def tiny(name: str = "default", **overrides):
+    """A preset shrunk to run in a second or two: small net, small budgets, no evaluation."""
+    base = dict(hidden=(16, 16), max_steps=300, learning_starts=32, batch_size=8, eval_every=0,
+                final_eval_episodes=0, plot_every=0)
+    if name == "classic":
+        base.update(batch_size=20, learning_starts=20)
+    base.update(overrides)
+    return preset(name, **base)
+
+
+def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "cartpole_dqn", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kwargs)
+
+
+@pytest.fixture
+def tiny_config():
+    return tiny

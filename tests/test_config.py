@@ -1,0 +1,87 @@
+import dataclasses
+
+import pytest
+
+from cartpole_dqn.config import (FIELDS, PRESETS, Config, ConfigError, build, from_dict, parse_value, preset,
+                                 to_dict, validate)
+
+
+def test_every_preset_is_valid_and_classic_is_the_article():
+    for name in PRESETS:
+        assert preset(name).preset == name
+    c = preset("classic")
+    assert c.hidden == (24, 24) and c.lr == 1e-3 and c.gamma == 0.95 and c.loss == "mse"
+    assert c.buffer_size == 1_000_000 and c.batch_size == 20 and c.sequential_fit
+    assert c.target_update_interval == 0 and not c.double
+    assert c.epsilon_schedule == "exponential" and c.epsilon_decay_rate == 0.995 and c.epsilon_end == 0.01
+    assert c.terminal_on_truncation and c.negate_final_reward
+
+
+def test_default_preset_is_modern_dqn():
+    c = Config()
+    assert c.double and c.loss == "huber" and c.max_grad_norm > 0 and c.target_update_interval >= 1
+    assert not c.terminal_on_truncation and c.epsilon_schedule == "linear"
+
+
+def test_every_field_documents_its_meaning():
+    for f in FIELDS.values():
+        assert f.metadata["help"]
+
+
+@pytest.mark.parametrize("key,text,value", [
+    ("lr", "3e-4", 3e-4), ("batch_size", "128", 128), ("buffer_size", "1e5", 100_000),
+    ("buffer_size", "100_000", 100_000), ("double", "false", False), ("double", "1", True),
+    ("hidden", "64,64", (64, 64)), ("hidden", "[32, 16]", (32, 16)), ("solve_score", "none", None),
+    ("loss", "mse", "mse"),
+])
+def test_parse_value_converts_to_the_field_type(key, text, value):
+    assert parse_value(key, text) == value
+
+
+@pytest.mark.parametrize("key,text", [("lr", "fast"), ("batch_size", "1.5"), ("double", "maybe"), ("hidden", "a,b")])
+def test_parse_value_rejects_wrong_types(key, text):
+    with pytest.raises(ConfigError, match=key):
+        parse_value(key, text)
+
+
+def test_unknown_key_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match="unknown setting 'nope'.*lr"):
+        parse_value("nope", "1")
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    (dict(lr=0.0), "lr=0.0 is out of range"), (dict(lr=-1.0), "lr"), (dict(gamma=1.5), "gamma"),
+    (dict(gamma=0.0), "gamma"), (dict(batch_size=0), "batch_size"), (dict(seeds=0), "seeds"),
+    (dict(max_steps=-5), "max_steps"), (dict(tau=0.0), "tau"), (dict(tau=1.5), "tau"),
+    (dict(loss="l1"), "loss='l1' is not allowed"), (dict(batch_size=64, buffer_size=32), "larger than buffer_size"),
+    (dict(epsilon_start=0.1, epsilon_end=0.5), "epsilon_end"), (dict(hidden=(64, 0)), "hidden"),
+    (dict(double=True, target_update_interval=0), "target network"), (dict(lr=float("nan")), "lr"),
+    (dict(batch_size=1.5), "batch_size"), (dict(double="yes"), "double"),
+])
+def test_validate_rejects_bad_values_naming_them(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate(dataclasses.replace(Config(), **overrides))
+
+
+def test_build_layers_preset_file_and_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "classic"\nlr = 0.005\ngamma = 0.9\nhidden = [8, 8]\n')
+    c = build(None, f, {"gamma": 0.8})
+    assert c.lr == 0.005 and c.gamma == 0.8 and c.hidden == (8, 8) and c.sequential_fit  # classic underneath
+    assert build("default", f).double  # an explicit preset wins over the file's
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("lr = ", "not valid TOML"), ("nope = 1\n", "unknown setting 'nope'"), ("lr = 'x'\n", "lr"),
+    ("[section]\nlr = 1\n", "unknown setting 'section'"),
+])
+def test_bad_config_files_are_refused(tmp_path, text, pattern):
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
+        build(None, f)
+
+
+def test_config_round_trips_through_a_dict():
+    c = preset("classic", seeds=3, hidden=(7, 5))
+    assert from_dict(to_dict(c)) == c

@@ -1,0 +1,59 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cartpole_dqn.config import Config, ConfigError, preset
+from cartpole_dqn.envs import RULES, check_spaces, make_envs, observation_size, resolve_rule, step_envs
+
+
+def test_rules_follow_metrics_md():
+    assert (RULES["article"].env, RULES["article"].threshold, RULES["article"].window) == ("CartPole-v1", 195, 100)
+    assert (RULES["v0"].env, RULES["v0"].threshold) == ("CartPole-v0", 195)
+    assert (RULES["v1"].env, RULES["v1"].threshold) == ("CartPole-v1", 475)
+
+
+def test_classic_defaults_to_the_article_rule_and_default_to_the_env_threshold():
+    _, rule = resolve_rule(preset("classic"))
+    assert rule.name == "article" and rule.threshold == 195
+    _, rule = resolve_rule(Config())
+    assert rule.threshold == 475 and rule.window == 100
+    cfg, rule = resolve_rule(Config(env="Acrobot-v1"))
+    assert rule.threshold == -100
+
+
+def test_rule_sets_the_environment_and_solve_score_overrides():
+    cfg, rule = resolve_rule(dataclasses.replace(Config(), rule="v0"))
+    assert cfg.env == "CartPole-v0" and rule.threshold == 195
+    cfg, rule = resolve_rule(dataclasses.replace(Config(), rule="v1", solve_score=300.0, solve_window=20))
+    assert rule.threshold == 300 and rule.window == 20
+    with pytest.raises(ConfigError, match="conflicts"):
+        resolve_rule(dataclasses.replace(Config(), env="Acrobot-v1", rule="v1"))
+
+
+def test_unsupported_environments_are_refused_with_the_reason():
+    with pytest.raises(ConfigError, match="unknown environment 'CartPole-v9'.*did you mean"):
+        observation_size("CartPole-v9")
+    with pytest.raises(ConfigError, match="Box actions: only Discrete"):
+        observation_size("Pendulum-v1")
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    env.observation_space = gym.spaces.Box(0, 1, (4, 4))
+    with pytest.raises(ConfigError, match="flat"):
+        check_spaces(env, "x")
+
+
+def test_step_envs_returns_the_true_final_observation_of_a_truncated_episode():
+    envs = make_envs("CartPole-v1", [0, 1])
+    obs, _ = envs.reset(seed=[0, 1])
+    for e in envs.envs:
+        e.unwrapped.steps_beyond_terminated = None
+    # Force env 0 to its time limit on the next step.
+    envs.envs[0]._elapsed_steps = envs.envs[0]._max_episode_steps - 1
+    before = envs.envs[0].unwrapped.state.copy()
+    next_obs, final_obs, reward, terminated, truncated = step_envs(envs, np.array([0, 0]))
+    assert truncated[0] and not truncated[1]
+    assert not np.allclose(final_obs[0], next_obs[0])      # env 0 was reset: acting continues from the new start
+    assert np.allclose(final_obs[1], next_obs[1])
+    assert abs(final_obs[0][0] - before[0]) < 0.1          # the final state follows from the last one, not a reset

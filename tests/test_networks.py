@@ -1,0 +1,50 @@
+import torch
+
+from cartpole_dqn.networks import QNetwork
+
+
+def test_shapes_and_seed_axis():
+    net = QNetwork(3, 4, 2, (8, 8))
+    net.init_weights([0, 1, 2], "torch")
+    assert net(torch.randn(3, 5, 4)).shape == (3, 5, 2)
+
+
+def test_a_seeds_weights_do_not_depend_on_what_runs_beside_it():
+    alone = QNetwork(1, 4, 2, (8, 8))
+    alone.init_weights([7], "torch")
+    many = QNetwork(3, 4, 2, (8, 8))
+    many.init_weights([5, 6, 7], "torch")
+    assert torch.equal(alone.flat[0], many.flat[2])
+    assert not torch.equal(many.flat[0], many.flat[1])
+    x = torch.randn(1, 6, 4)
+    assert torch.allclose(alone(x)[0], many(x.expand(3, 6, 4))[2])
+
+
+def test_glorot_init_has_zero_bias_and_keras_bound():
+    net = QNetwork(1, 4, 2, (24, 24))
+    net.init_weights([0], "glorot")
+    (w, b) = net.layers()[0]
+    assert torch.all(b == 0) and w.abs().max() <= (6 / (4 + 24)) ** 0.5
+
+
+def test_layer_gradients_land_in_the_flat_gradient_per_seed():
+    net = QNetwork(2, 3, 2, (4,))
+    net.init_weights([0, 1], "torch")
+    x = torch.randn(2, 5, 3)
+    x[1] = 0.0
+    net.zero_grad()
+    net(x)[0].sum().backward()           # only seed 0's output
+    assert net.flat.grad[0].abs().sum() > 0 and torch.all(net.flat.grad[1] == 0)
+    grads = torch.cat([t.grad.flatten(1) for pair in net.layers() for t in pair], dim=1)
+    assert torch.equal(grads, net.flat.grad)   # the layers' .grad are views of flat.grad, in layout order
+
+
+def test_dueling_head_combines_value_and_centred_advantage():
+    net = QNetwork(1, 3, 4, (5,), dueling=True)
+    net.init_weights([0], "torch")
+    x = torch.randn(1, 6, 3)
+    (w1, b1), (wa, ba), (wv, bv) = net.layers()
+    h = torch.relu(x @ w1 + b1)
+    a = h @ wa + ba
+    v = h @ wv + bv
+    assert torch.allclose(net(x), v + a - a.mean(-1, keepdim=True), atol=1e-6)

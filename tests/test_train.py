@@ -1,0 +1,119 @@
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cartpole_dqn import preset, train
+from cartpole_dqn.checkpoint import load_model
+from cartpole_dqn.config import ConfigError
+from tests.conftest import tiny
+
+
+def _scores(path, drop=("wall_seconds",)):
+    rows = list(csv.DictReader(open(path)))
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def test_a_run_leaves_every_file_and_a_complete_summary(tmp_path):
+    cfg = tiny(max_steps=2200, eval_every=1000, eval_episodes=2, final_eval_episodes=3)
+    result = train(cfg, tmp_path / "run", verbose=False)
+    out = tmp_path / "run"
+    for name in ("scores.csv", "scores.png", "eval.csv", "summary.json", "model.safetensors", "config.json"):
+        assert (out / name).exists(), name
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("env", "preset", "seed", "rule", "solved", "episodes_before_solve", "steps_to_solve",
+                "seconds_to_solve", "episodes", "env_steps", "wall_seconds", "eval_steps_to_solve",
+                "eval_seconds_to_solve", "interrupted", "config", "final_greedy_score"):
+        assert key in s, key
+    assert s["env_steps"] == 2200 and not s["interrupted"] and s["rule"]["threshold"] == 475
+    assert s["episodes"] == len(_scores(out / "scores.csv")) > 0
+    assert result.summaries[0]["episodes"] == s["episodes"]
+    assert len(list(csv.DictReader(open(out / "eval.csv")))) == 2
+    net, meta = load_model(out / "model.safetensors")
+    assert meta["env"] == "CartPole-v1" and meta["obs_size"] == 4 and net.flat.shape[0] == 1
+
+
+def test_same_seed_gives_identical_scores(tmp_path):
+    cfg = tiny(max_steps=1500)
+    train(cfg, tmp_path / "a", verbose=False)
+    train(cfg, tmp_path / "b", verbose=False)
+    assert _scores(tmp_path / "a" / "scores.csv") == _scores(tmp_path / "b" / "scores.csv")
+
+
+def test_classic_preset_runs_the_article_loop(tmp_path):
+    result = train(tiny("classic", max_steps=400), tmp_path / "c", verbose=False)
+    s = result.summaries[0]
+    assert s["rule"]["name"] == "article" and s["config"]["sequential_fit"]
+    rows = _scores(tmp_path / "c" / "scores.csv")
+    eps = [float(r["epsilon"]) for r in rows]
+    assert eps[0] == 1.0 and eps[-1] < 1.0 and all(a >= b for a, b in zip(eps, eps[1:]))
+
+
+def test_k_seeds_are_independent_agents_with_their_own_files(tmp_path):
+    result = train(tiny(seeds=3, seed=4, max_steps=1500), tmp_path / "k", verbose=False)
+    dirs = [tmp_path / "k" / f"seed-{s}" for s in (4, 5, 6)]
+    scores = [_scores(d / "scores.csv") for d in dirs]
+    assert all(len(s) > 0 for s in scores)
+    assert scores[0] != scores[1] != scores[2]
+    weights = [load_model(d / "model.safetensors")[0].flat.detach() for d in dirs]
+    assert not np.allclose(weights[0].numpy(), weights[1].numpy())
+    agg = json.loads((tmp_path / "k" / "summary.json").read_text())
+    assert agg["seeds"] == [4, 5, 6] and len(agg["per_seed"]) == 3 and 0 <= agg["success_rate"] <= 1
+    assert [s["seed"] for s in result.summaries] == [4, 5, 6]
+
+
+def test_a_seed_stops_at_solve_and_its_figures_follow_metrics(tmp_path):
+    # A threshold every episode meets: solved after exactly `window` episodes, EBS 0.
+    result = train(tiny(seeds=2, max_steps=5000, solve_score=1.0, solve_window=5), tmp_path / "s", verbose=False)
+    for s in result.summaries:
+        assert s["solved"] and s["episodes_before_solve"] == 0 and s["episodes"] == 5
+        rows = _scores(tmp_path / "s" / f"seed-{s['seed']}" / "scores.csv")
+        assert s["steps_to_solve"] == int(rows[-1]["env_steps"]) == sum(int(r["length"]) for r in rows)
+    assert result.aggregate["success_rate"] == 1.0 and result.aggregate["median_episodes_before_solve"] == 0
+
+
+def test_episode_budget_stops_each_seed(tmp_path):
+    result = train(tiny(seeds=2, max_steps=100_000, max_episodes=7), tmp_path / "e", verbose=False)
+    assert [s["episodes"] for s in result.summaries] == [7, 7]
+    assert not any(s["solved"] for s in result.summaries)
+
+
+def test_output_folder_holding_a_run_is_not_overwritten(tmp_path):
+    train(tiny(max_steps=100), tmp_path / "x", verbose=False)
+    before = (tmp_path / "x" / "scores.csv").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny(max_steps=100), tmp_path / "x", verbose=False)
+    assert (tmp_path / "x" / "scores.csv").read_bytes() == before
+
+
+def test_default_preset_learns_to_beat_a_random_policy(tmp_path):
+    """A random policy averages about 22 on CartPole; a short default run must clearly beat it."""
+    cfg = preset("default", max_steps=6000, eval_every=0, final_eval_episodes=20, plot_every=0)
+    result = train(cfg, tmp_path / "l", verbose=False)
+    assert result.summaries[0]["final_greedy_score"] > 100
+
+
+def test_sigint_leaves_complete_files_and_exit_130(tmp_path):
+    out = tmp_path / "i"
+    cmd = [sys.executable, "-m", "cartpole_dqn", "train", "--out", str(out), "--max-steps", "200000",
+           "--set", "hidden=16,16", "--eval-every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "scores.csv").exists() and len((out / "scores.csv").read_text().splitlines()) > 20:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    s = json.loads((out / "summary.json").read_text())
+    rows = _scores(out / "scores.csv")
+    assert s["interrupted"] and s["episodes"] == len(rows) > 20
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    load_model(out / "model.safetensors")
