@@ -1,0 +1,103 @@
+"""How fast does a preset solve? Trains seeds 0-9 (one process, on the seed axis) and prints METRICS.md figures.
+
+    python benchmarks/solve_speed.py --preset default --rule v1
+    python benchmarks/solve_speed.py --preset classic --rule article --seeds 10
+
+Prints every seed's EBS, steps and seconds to solve, eval steps and seconds to solve and final greedy score, then
+the medians (unsolved = infinity) and the success rate, with the machine and the date. It measures; it asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from cartpole_dqn import build, train
+from cartpole_dqn.config import parse_value
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on CPU, {torch.get_num_threads()} threads"
+
+
+def fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isinf(v)):
+        return "-"
+    return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+
+
+def median(values) -> float | None:
+    m = float(np.median([math.inf if v is None else v for v in values]))
+    return None if math.isinf(m) else m
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--rule", default=None)
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seed-start", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-episodes", type=int, default=None)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = p.parse_args()
+
+    overrides = {"seeds": args.seeds, "seed": args.seed_start, "plot_every": 0.0}
+    if args.rule:
+        overrides["rule"] = args.rule
+    if args.max_steps:
+        overrides["max_steps"] = args.max_steps
+    if args.max_episodes:
+        overrides["max_episodes"] = args.max_episodes
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = parse_value(key, value)
+    cfg = build(args.preset, overrides=overrides)
+    out = args.out or tempfile.mkdtemp(prefix="solve-speed-")
+    started = datetime.now(timezone.utc)
+    result = train(cfg, os.path.join(out, f"{cfg.preset}-{args.rule or 'own'}"), verbose=False)
+
+    print(f"# solve_speed: preset {cfg.preset}, env {cfg.env}, rule {result.summaries[0]['rule']}")
+    print(f"# seeds {cfg.seed_list}; {started:%Y-%m-%d %H:%M} UTC; {machine()}")
+    print(f"# {args.seeds} seeds trained together in one process; wall-clock figures are per run, all seeds at once")
+    cols = ("seed", "solved", "EBS", "steps", "seconds", "eval steps", "eval s", "final greedy", "episodes")
+    print(" | ".join(f"{c:>12}" for c in cols))
+    keys = ("episodes_before_solve", "steps_to_solve", "seconds_to_solve", "eval_steps_to_solve",
+            "eval_seconds_to_solve", "final_greedy_score")
+    for s in result.summaries:
+        row = [s["seed"], "yes" if s["solved"] else "no", *(s[k] for k in keys), s["episodes"]]
+        print(" | ".join(f"{fmt(v):>12}" for v in row))
+    medians = {k: median([s[k] for s in result.summaries]) for k in keys}
+    solved = sum(s["solved"] for s in result.summaries)
+    eval_solved = sum(s["eval_steps_to_solve"] is not None for s in result.summaries)
+    print(" | ".join(f"{fmt(v):>12}" for v in ["median", f"{solved}/{len(result.summaries)}",
+                                                 *medians.values(), ""]))
+    print(f"# success rate {solved / len(result.summaries):.0%} (training rule), "
+          f"{eval_solved / len(result.summaries):.0%} (greedy evaluation); total wall "
+          f"{max(s['wall_seconds'] for s in result.summaries):.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": started.isoformat(), "machine": machine(), "summaries": result.summaries,
+                       "medians": medians, "solved": solved, "eval_solved": eval_solved}, f, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
