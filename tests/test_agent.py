@@ -5,7 +5,7 @@ import torch
 from cartpole_dqn.agent import Agent, learning_signal, td_target
 from cartpole_dqn.config import preset
 from cartpole_dqn.networks import QNetwork
-from cartpole_dqn.replay import Batch
+from cartpole_dqn.replay import Batch, ReplayMemory
 
 
 class Table(QNetwork):
@@ -19,32 +19,33 @@ class Table(QNetwork):
         return self.values[obs[..., 0].long()]
 
 
-def _batch(reward, done, next_state):
-    n = len(reward)
-    return Batch(obs=torch.zeros(1, n, 1), action=torch.zeros(1, n, dtype=torch.long),
-                 reward=torch.tensor([reward], dtype=torch.float32),
-                 next_obs=torch.tensor(next_state, dtype=torch.float32).view(1, n, 1),
-                 done=torch.tensor([done], dtype=torch.float32))
+def _batch(reward, done, next_state, gamma):
+    """One-step transitions through the replay memory, which folds gamma and termination into `discount`."""
+    mem = ReplayMemory(1, 10, 1, gamma=gamma)
+    for r, d, s in zip(reward, done, next_state):
+        mem.add(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), torch.tensor([r]), torch.tensor([[float(s)]]),
+                torch.tensor([float(d)]), torch.tensor([float(d)]))
+    return mem.batch_at(torch.arange(len(reward)).unsqueeze(0))
 
 
 def test_vanilla_target_is_reward_plus_discounted_max():
     target = Table([[1.0, 3.0], [5.0, 2.0]])
-    y = td_target(_batch([1.0, 0.5], [0, 0], [0, 1]), target, target, 0.9, double=False)
+    y = td_target(_batch([1.0, 0.5], [0, 0], [0, 1], 0.9), target, target, double=False)
     assert torch.allclose(y, torch.tensor([[1 + 0.9 * 3, 0.5 + 0.9 * 5]]))
 
 
 def test_terminal_transition_does_not_bootstrap():
     target = Table([[1.0, 3.0]])
-    y = td_target(_batch([1.0, -1.0], [0, 1], [0, 0]), target, target, 0.9, double=False)
+    y = td_target(_batch([1.0, -1.0], [0, 1], [0, 0], 0.9), target, target, double=False)
     assert torch.allclose(y, torch.tensor([[1 + 0.9 * 3, -1.0]]))
 
 
 def test_double_dqn_lets_the_online_net_choose_and_the_target_net_value():
     online = Table([[0.0, 10.0]])     # picks action 1
     target = Table([[7.0, 2.0]])      # values action 1 at 2 (max would be 7)
-    y = td_target(_batch([1.0], [0], [0]), online, target, 0.5, double=True)
+    y = td_target(_batch([1.0], [0], [0], 0.5), online, target, double=True)
     assert torch.allclose(y, torch.tensor([[1 + 0.5 * 2]]))
-    y = td_target(_batch([1.0], [0], [0]), online, target, 0.5, double=False)
+    y = td_target(_batch([1.0], [0], [0], 0.5), online, target, double=False)
     assert torch.allclose(y, torch.tensor([[1 + 0.5 * 7]]))
 
 
@@ -58,7 +59,7 @@ def test_truncation_bootstraps_but_the_classic_preset_treats_it_as_failure():
     assert stored.tolist() == [1, -1, -1] and no_bootstrap.tolist() == [False, True, True]
     # The classic target of a failed step is the negated reward itself: -1.
     target = Table([[4.0, 4.0]])
-    y = td_target(_batch(stored.tolist(), no_bootstrap.astype(float).tolist(), [0, 0, 0]), target, target, 0.95,
+    y = td_target(_batch(stored.tolist(), no_bootstrap.astype(float).tolist(), [0, 0, 0], 0.95), target, target,
                   double=False)
     assert torch.allclose(y, torch.tensor([[1 + 0.95 * 4, -1.0, -1.0]]))
 
@@ -83,7 +84,8 @@ def test_exponential_epsilon_decays_per_replay_per_seed_down_to_the_floor():
 
 def _random_batch(k, n, g):
     return Batch(torch.randn(k, n, 4, generator=g), torch.randint(0, 2, (k, n), generator=g),
-                 torch.randn(k, n, generator=g), torch.randn(k, n, 4, generator=g), torch.zeros(k, n))
+                 torch.randn(k, n, generator=g), torch.randn(k, n, 4, generator=g), torch.full((k, n), 0.99),
+                 torch.ones(k, n), torch.zeros(k, n, dtype=torch.long))
 
 
 @pytest.mark.parametrize("name", ["default", "classic"])
@@ -115,7 +117,7 @@ def test_seeds_learn_independently():
 def test_learning_reduces_td_error_on_a_fixed_batch():
     agent = Agent(preset("default", seeds=1, hidden=(16, 16), lr=1e-2, target_update_interval=1, tau=1.0), 4, 2)
     b = _random_batch(1, 32, torch.Generator().manual_seed(0))
-    b.done.fill_(1.0)          # pure regression onto the rewards
+    b.discount.fill_(0.0)      # pure regression onto the rewards
     first = agent.learn(b, torch.tensor([True]))["loss"].item()
     for _ in range(200):
         last = agent.learn(b, torch.tensor([True]))["loss"].item()

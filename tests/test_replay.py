@@ -7,7 +7,7 @@ def _fill(mem, n, k):
     for i in range(n):
         v = torch.full((k,), float(i))
         mem.add(v.unsqueeze(1).expand(k, 2) + torch.arange(k).view(k, 1) * 1000, torch.full((k,), i % 2),
-                v, v.unsqueeze(1).expand(k, 2) + 0.5, torch.zeros(k))
+                v, v.unsqueeze(1).expand(k, 2) + 0.5, torch.zeros(k), torch.zeros(k))
 
 
 def test_capacity_wraps_around_overwriting_the_oldest():

@@ -30,10 +30,10 @@ def learning_signal(cfg: Config, reward: np.ndarray, terminated: np.ndarray,
     return stored, (done if cfg.terminal_on_truncation else terminated)
 
 
-def td_target(batch: Batch, online: QNetwork, target: QNetwork, gamma: float, double: bool) -> torch.Tensor:
-    """y = r + gamma * (1 - done) * Q_target(s', a*), with a* = argmax_a Q(s', a) from the online network under
-    Double DQN and from the target network otherwise. `done` is true termination only: a time-limit cut-off
-    bootstraps from s', because the state itself is not terminal (unless the config says otherwise)."""
+def td_target(batch: Batch, online: QNetwork, target: QNetwork, double: bool) -> torch.Tensor:
+    """y = R + discount * Q_target(s', a*), with a* = argmax_a Q(s', a) from the online network under Double DQN
+    and from the target network otherwise. The replay memory has folded gamma^n and termination into `discount`
+    (0 after a true termination; a time-limit cut-off still bootstraps, since that state is not terminal)."""
     with torch.no_grad():
         q_next = target(batch.next_obs)                                           # [K, B, A]
         if double:
@@ -41,7 +41,7 @@ def td_target(batch: Batch, online: QNetwork, target: QNetwork, gamma: float, do
             v_next = q_next.gather(-1, best).squeeze(-1)
         else:
             v_next = q_next.max(dim=-1).values
-        return batch.reward + gamma * (1.0 - batch.done) * v_next
+        return batch.reward + batch.discount * v_next
 
 
 class Agent:
@@ -100,17 +100,16 @@ class Agent:
         if not self.cfg.sequential_fit:
             return self._step(batch, mask)
         stats = [self._step(batch.sample(j), mask) for j in range(batch.action.shape[1])]
-        return {key: torch.stack([s[key] for s in stats]).mean(0) for key in stats[0]}
+        merged = {key: torch.stack([s[key] for s in stats]).mean(0) for key in stats[0] if key != "td_error"}
+        return {**merged, "td_error": torch.cat([s["td_error"] for s in stats], dim=1)}
 
     def _step(self, batch: Batch, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         # ALGO LOGIC: the TD target, the loss on Q(s, a), one gradient step, the target network follows.
-        y = td_target(batch, self.online, self.target, cfg.gamma, cfg.double)
+        y = td_target(batch, self.online, self.target, cfg.double)
         q = self.online(batch.obs).gather(-1, batch.action.unsqueeze(-1)).squeeze(-1)   # [K, B]
-        if cfg.loss == "huber":
-            per_seed = F.smooth_l1_loss(q, y, reduction="none").mean(dim=1)
-        else:
-            per_seed = F.mse_loss(q, y, reduction="none").mean(dim=1)
+        loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
+        per_seed = (batch.weight * loss_fn(q, y, reduction="none")).mean(dim=1)   # weight: PER's correction
         self.online.zero_grad()
         per_seed.sum().backward()                 # seeds share no parameters: each gets its own gradient
         grad = self.online.flat.grad
@@ -125,7 +124,8 @@ class Agent:
             with torch.no_grad():
                 self.target.flat.lerp_(self.online.flat, (cfg.tau * mask.float()).unsqueeze(1))
         # END ALGO LOGIC
-        return {"loss": per_seed.detach(), "q": q.detach().mean(dim=1), "td": (y - q).detach().abs().mean(dim=1)}
+        td = (y - q).detach()
+        return {"loss": per_seed.detach(), "q": q.detach().mean(dim=1), "td": td.abs().mean(dim=1), "td_error": td}
 
     def _tensors(self) -> list[torch.Tensor]:
         """Everything a step changes per seed: the weights and Adam's moments (absent before the first step)."""

@@ -75,6 +75,15 @@ class Config:
     # --- replay memory -------------------------------------------------------------------------------------------
     buffer_size: int = _param(100_000, "replay memory capacity per seed", low=1)
     replacement: bool = _param(True, "sample the batch with replacement (False: distinct transitions)")
+    n_step: int = _param(1, "n-step returns: sum n rewards before bootstrapping (stops at episode ends)", low=1,
+                         high=100)
+    prioritized: bool = _param(False, "proportional prioritized replay (sum tree)")
+    priority_alpha: float = _param(0.6, "prioritized: how strongly priority shapes sampling (0 = uniform)",
+                                   low=0.0, high=1.0)
+    priority_beta: float = _param(0.4, "prioritized: initial importance-weight exponent, annealed to 1",
+                                  low=0.0, high=1.0)
+    priority_eps: float = _param(1e-6, "prioritized: added to |TD error| so no transition is never replayed",
+                                 low=0.0, low_open=True)
 
     # --- targets -------------------------------------------------------------------------------------------------
     target_update_interval: int = _param(1, "sync the target network every N updates (0: no target network)",
@@ -244,6 +253,8 @@ def validate(cfg: Config) -> Config:
     if cfg.epsilon_end > cfg.epsilon_start:
         raise ConfigError(f"epsilon_end={cfg.epsilon_end} is above epsilon_start={cfg.epsilon_start}: "
                           "epsilon must not grow")
+    if cfg.prioritized and not cfg.replacement:
+        raise ConfigError("prioritized=true samples by priority: it cannot be combined with replacement=false")
     if cfg.double and cfg.target_update_interval == 0:
         raise ConfigError("double=true needs a target network: set target_update_interval >= 1")
     return cfg

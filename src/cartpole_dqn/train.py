@@ -166,7 +166,8 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True) -
     torch.manual_seed(cfg.seed)
     envs = make_envs(cfg.env, cfg.seed_list)
     agent = Agent(cfg, obs_size, n_actions)
-    memory = ReplayMemory(k, cfg.buffer_size, obs_size)
+    memory = ReplayMemory(k, cfg.buffer_size, obs_size, gamma=cfg.gamma, n_step=cfg.n_step,
+                          prioritized=cfg.prioritized, alpha=cfg.priority_alpha)
     logs = [ScoreLog(d, rule) for d in dirs]
     evaluator = Evaluator(cfg.env, cfg.seed_list, cfg.eval_episodes, EVAL_SEED_BASE) if cfg.eval_every else None
     progress = Progress(cfg.max_steps, verbose)
@@ -200,7 +201,7 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True) -
             # --- store -----------------------------------------------------------------------------------------
             stored_reward, no_bootstrap = learning_signal(cfg, reward, terminated, truncated)
             memory.add(obs_t, actions, torch.from_numpy(stored_reward).float(), torch.from_numpy(final_obs).float(),
-                       torch.from_numpy(no_bootstrap).float())
+                       torch.from_numpy(no_bootstrap).float(), torch.from_numpy(done).float())
             ep_return += reward
             ep_length += 1
             # --- learn -----------------------------------------------------------------------------------------
@@ -211,9 +212,13 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True) -
                 due = math.floor(learn_steps * cfg.replay_ratio) - math.floor((learn_steps - 1) * cfg.replay_ratio)
                 if due and learners.any():
                     updated = torch.from_numpy(learners)
+                    # PER's beta anneals to 1 over the step budget, so the bias correction is complete at the end.
+                    beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * min(1.0, steps / cfg.max_steps)
                     for _ in range(due):
-                        stats = agent.learn(memory.sample(cfg.batch_size, agent.generator, cfg.replacement),
-                                            updated)
+                        batch = memory.sample(cfg.batch_size, agent.generator, cfg.replacement, beta)
+                        stats = agent.learn(batch, updated)
+                        if cfg.prioritized:
+                            memory.update_priorities(batch.index, stats["td_error"], cfg.priority_eps)
                         loss_sum += stats["loss"] * updated
                         loss_count += updated
             agent.update_epsilon(steps, updated)
