@@ -85,3 +85,22 @@ def test_bad_config_files_are_refused(tmp_path, text, pattern):
 def test_config_round_trips_through_a_dict():
     c = preset("classic", seeds=3, hidden=(7, 5))
     assert from_dict(to_dict(c)) == c
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    (dict(n_step=0), "n_step"), (dict(priority_alpha=1.5), "priority_alpha"), (dict(priority_alpha=-0.1), "alpha"),
+    (dict(priority_beta=2.0), "priority_beta"), (dict(noisy=True), "epsilon_start=0"),
+    (dict(noisy=True, epsilon_start=0.0, epsilon_end=0.01), "epsilon_end"), (dict(noisy_sigma0=0.0), "sigma0"),
+    (dict(prioritized=True, replacement=False), "prioritized"), (dict(tau=-0.5), "tau"),
+    (dict(target_update_interval=-1), "target_update_interval"),
+])
+def test_bad_switch_values_and_combinations_are_refused(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate(dataclasses.replace(Config(), **overrides))
+
+
+def test_switches_compose_in_every_preset():
+    for name in PRESETS:
+        c = preset(name, n_step=3, prioritized=True, dueling=True, noisy=True, epsilon_start=0.0, epsilon_end=0.0,
+                   replacement=True)
+        assert c.n_step == 3 and c.prioritized and c.dueling and c.noisy

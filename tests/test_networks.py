@@ -48,3 +48,25 @@ def test_dueling_head_combines_value_and_centred_advantage():
     a = h @ wa + ba
     v = h @ wv + bv
     assert torch.allclose(net(x), v + a - a.mean(-1, keepdim=True), atol=1e-6)
+
+
+def test_noisy_layers_draw_fresh_noise_in_training_and_use_the_mean_in_eval():
+    net = QNetwork(2, 4, 2, (8,), noisy=True)
+    net.init_weights([0, 1], "torch")
+    net.noise_generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4)
+    assert not torch.allclose(net(x), net(x))
+    net.eval()
+    (w1, b1, _, _), (w2, b2, _, _) = net.layers()
+    mean = torch.relu(x @ w1 + b1) @ w2 + b2
+    assert torch.allclose(net(x), mean, atol=1e-6)
+    sigma = net.layers()[0][2]
+    assert torch.allclose(sigma, torch.full_like(sigma, 0.5 / 4 ** 0.5))
+
+
+def test_noisy_sigma_learns_through_the_shared_gradient():
+    net = QNetwork(1, 4, 2, (8,), noisy=True)
+    net.init_weights([0], "torch")
+    net.zero_grad()
+    net(torch.randn(1, 5, 4)).sum().backward()
+    assert net.layers()[0][2].grad.abs().sum() > 0          # sigma gets a gradient

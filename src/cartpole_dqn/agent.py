@@ -52,15 +52,18 @@ class Agent:
         self.n_actions = n_actions
         self.device = torch.device(device)
         k = cfg.seeds
-        self.online = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.online = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device, cfg.noisy,
+                               cfg.noisy_sigma0)
         self.online.init_weights(cfg.seed_list, cfg.init)
         # No target network (the article): bootstrap from the online network itself.
         self.target = self.online
         if cfg.target_update_interval > 0:
-            self.target = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device)
+            self.target = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device, cfg.noisy,
+                                   cfg.noisy_sigma0)
             self.target.flat.data.copy_(self.online.flat.data)
+        self.online.noise_generator = self.target.noise_generator = self.generator
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.epsilon = torch.full((k,), cfg.epsilon_start, device=self.device)
         self.updates = 0
 

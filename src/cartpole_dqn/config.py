@@ -59,6 +59,9 @@ class Config:
     init: str = _param("torch", "weight init: torch (PyTorch Linear) or glorot (Keras default, zero bias)",
                        choices=("torch", "glorot"))
     dueling: bool = _param(False, "dueling head: Q = V + A - mean(A)")
+    noisy: bool = _param(False, "noisy linear layers (factorised Gaussian) explore instead of epsilon (set it to 0)")
+    noisy_sigma0: float = _param(0.5, "noisy: initial noise scale sigma0 (sigma = sigma0 / sqrt(fan_in))",
+                                 low=0.0, low_open=True)
 
     # --- optimisation --------------------------------------------------------------------------------------------
     lr: float = _param(1e-3, "Adam learning rate", low=0.0, low_open=True, high=1.0)
@@ -104,6 +107,8 @@ class Config:
                                        low=0.0, low_open=True, high=1.0)
 
     # --- output --------------------------------------------------------------------------------------------------
+    save_every: int = _param(0, "write a full checkpoint every N episodes of a seed (0: only at solve, at the end "
+                                "and on Ctrl-C)", low=0)
     plot_every: float = _param(15.0, "seconds between redraws of scores.png during training (0: only at the end)",
                                low=0.0)
 
@@ -253,6 +258,9 @@ def validate(cfg: Config) -> Config:
     if cfg.epsilon_end > cfg.epsilon_start:
         raise ConfigError(f"epsilon_end={cfg.epsilon_end} is above epsilon_start={cfg.epsilon_start}: "
                           "epsilon must not grow")
+    if cfg.noisy and (cfg.epsilon_start > 0 or cfg.epsilon_end > 0):
+        raise ConfigError(f"noisy=true explores by itself: set epsilon_start=0 and epsilon_end=0 (got "
+                          f"{cfg.epsilon_start} and {cfg.epsilon_end})")
     if cfg.prioritized and not cfg.replacement:
         raise ConfigError("prioritized=true samples by priority: it cannot be combined with replacement=false")
     if cfg.double and cfg.target_update_interval == 0:
