@@ -1,7 +1,12 @@
 """cartpole-dqn: Deep Q-Learning for CartPole and other discrete-action gymnasium tasks, many seeds at once."""
 
-from .config import Config, ConfigError, PRESETS, build, preset
-from .train import RunResult, train
+__version__ = "0.1.0"  # first: the modules below record it in what they write
 
-__all__ = ["Config", "ConfigError", "PRESETS", "RunResult", "build", "preset", "train"]
-__version__ = "0.1.0"
+from .config import Config, ConfigError, PRESETS, build, preset
+from .checkpoint import CheckpointError
+from .evaluate import EvalResult, Policy, evaluate, load, play, record
+from .scores import plot
+from .train import RunResult, resume, train
+
+__all__ = ["CheckpointError", "Config", "ConfigError", "EvalResult", "PRESETS", "Policy", "RunResult", "build",
+           "evaluate", "load", "play", "plot", "preset", "record", "resume", "train"]

@@ -7,12 +7,15 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -61,7 +64,7 @@ def save_model(path: str | Path, net: QNetwork, k: int, meta: dict[str, Any]) ->
     """Seed k's weights, by layer name, plus the metadata to rebuild the network, in one safetensors file."""
     tensors = {name: t.detach()[k].contiguous().cpu() for name, t in net.named_tensors(net.flat.data).items()}
     arch = {"obs_size": net.shapes[0][0], "n_actions": net.shapes[net.n_body][1],
-            "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling}
+            "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling, "noisy": net.noisy}
     header = {key: json.dumps(value) for key, value in {**meta, **arch, "format_version": FORMAT_VERSION}.items()}
     atomic_write(path, st_save(tensors, metadata=header))
 
@@ -88,7 +91,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QN
                               f"{FORMAT_VERSION}")
     try:
         net = QNetwork(1, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
-                       bool(meta["dueling"]), device)
+                       bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)))
         views = net.named_tensors(net.flat.data)
         if set(views) != set(tensors):
             raise ValueError(f"layers {sorted(tensors)} do not match the architecture {sorted(views)}")
@@ -106,3 +109,157 @@ def _header_metadata(raw: bytes) -> dict[str, str]:
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
     return header.get("__metadata__", {}) or {}
+
+
+# ------------------------------------------------------------------------------------------- full checkpoints ---
+# A checkpoint is a folder holding `meta.json` (counters, random states of the environments, the configuration)
+# and one `state-<n>.safetensors` (every tensor: weights, optimizer moments, replay memory, generator states,
+# scores). meta.json names its tensor file and that file's SHA-256, and it is written last: replacing meta.json
+# is the one moment a new checkpoint takes effect, so a crash before it leaves the previous checkpoint whole, and
+# a tensor file that was cut short or altered is refused.
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_META = "meta.json"
+
+
+def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write a checkpoint into `folder` (created if needed) without ever leaving it unreadable."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = {p.name for p in folder.glob("state-*.safetensors")}
+    n = 1 + max((int(name[6:-12]) for name in previous if name[6:-12].isdigit()), default=0)
+    name = f"state-{n:06d}.safetensors"
+    raw = st_save({key: t.detach().contiguous().cpu() for key, t in tensors.items()})
+    atomic_write(folder / name, raw)
+    write_json(folder / CHECKPOINT_META, {**meta, "format_version": FORMAT_VERSION, "tensors": name,
+                                          "sha256": hashlib.sha256(raw).hexdigest()})
+    for old in previous - {name}:  # only now is the old tensor file no longer needed
+        (folder / old).unlink(missing_ok=True)
+
+
+def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, metadata) of the checkpoint in `folder`; CheckpointError if it is missing, cut short, altered or
+    written by another version of the format. Nothing is unpickled."""
+    folder = Path(folder)
+    meta_path = folder / CHECKPOINT_META
+    if not meta_path.exists():
+        raise CheckpointError(f"{str(folder)!r} holds no checkpoint ({CHECKPOINT_META} is missing)")
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{str(meta_path)!r} is not a checkpoint description (truncated or corrupted?)")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{str(folder)!r} is a checkpoint of format version {version}; this cartpole-dqn "
+                              f"reads version {FORMAT_VERSION}")
+    name = meta.get("tensors")
+    if not isinstance(name, str) or "/" in name or "\\" in name:
+        raise CheckpointError(f"{str(meta_path)!r} names no tensor file (truncated or corrupted?)")
+    path = folder / name
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(path)!r} does not exist: the checkpoint is incomplete") from None
+    if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+        raise CheckpointError(f"{str(path)!r} does not match its checksum in {CHECKPOINT_META} "
+                              "(truncated or corrupted?)")
+    try:
+        tensors = st_load(raw)
+    except (SafetensorError, ValueError) as e:  # pragma: no cover - the checksum catches damage first
+        raise CheckpointError(f"{str(path)!r} is not a valid safetensors file: {e}") from None
+    return tensors, meta
+
+
+def need(tensors: dict[str, torch.Tensor], key: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """tensors[key], checked against the shape and dtype it must replace; CheckpointError names what differs."""
+    if key not in tensors:
+        raise CheckpointError(f"the checkpoint lacks {key!r}: it was written by another configuration")
+    t = tensors[key]
+    if like is not None and (t.shape != like.shape or t.dtype != like.dtype):
+        raise CheckpointError(f"checkpoint tensor {key!r} is {t.dtype} {tuple(t.shape)}, this run needs "
+                              f"{like.dtype} {tuple(like.shape)}: it was written by another configuration")
+    return t
+
+
+# ----------------------------------------------------------------------------------- environment states ---
+# Exact resume needs each environment exactly where it was. gymnasium has no general way to save an environment,
+# but the classic-control tasks keep all of theirs in a few attributes: the physical `state` array, CartPole's
+# `steps_beyond_terminated`, the TimeLimit wrapper's step count and the numpy generator that draws starting
+# states. For other environments only the generator and step count are kept; `env_state_exact` says which case
+# applies, and `train.resume` then restarts the unfinished episodes instead (see its docstring).
+
+def env_state_exact(env: Any) -> bool:
+    """Whether `env_state` captures everything `env` (one gymnasium env) needs to continue exactly."""
+    u = env.unwrapped
+    return (type(u).__module__.startswith("gymnasium.envs.classic_control")
+            and isinstance(getattr(u, "state", None), np.ndarray))
+
+
+def env_state(env: Any) -> dict[str, Any]:
+    """A JSON-able snapshot of one environment: random generator, step count and (classic control) physics."""
+    u = env.unwrapped
+    snap: dict[str, Any] = {"np_random": _jsonable(u.np_random.bit_generator.state),
+                            "elapsed_steps": _time_limit(env)._elapsed_steps if _time_limit(env) else None}
+    if env_state_exact(env):
+        snap["state"] = [float(x) for x in u.state]     # float64 repr round-trips exactly through JSON
+        snap["steps_beyond_terminated"] = getattr(u, "steps_beyond_terminated", None)
+    return snap
+
+
+def set_env_state(env: Any, snap: dict[str, Any]) -> None:
+    """Put back what `env_state` captured (the environment must have been reset once)."""
+    u = env.unwrapped
+    try:
+        u.np_random.bit_generator.state = snap["np_random"]
+        limit = _time_limit(env)
+        if limit is not None and snap.get("elapsed_steps") is not None:
+            limit._elapsed_steps = int(snap["elapsed_steps"])
+        if "state" in snap:
+            u.state = np.array(snap["state"], dtype=np.float64)
+            if hasattr(u, "steps_beyond_terminated"):
+                u.steps_beyond_terminated = snap["steps_beyond_terminated"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"the checkpoint's environment state is not usable: {e}") from None
+
+
+def _time_limit(env: Any) -> Any:
+    while env is not None:
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy's generator state holds Python ints (JSON-safe, arbitrary size); nested dicts pass through."""
+    if isinstance(obj, dict):
+        return {key: _jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------- replay memory ---
+_MEMORY_FIELDS = ("obs", "next_obs", "action", "reward", "terminal", "episode_end")
+
+
+def memory_tensors(memory: Any) -> dict[str, torch.Tensor]:
+    """The filled part of a ReplayMemory (never the unwritten rest of its capacity) and its priorities."""
+    out = {name: getattr(memory, name)[:, :memory.size] for name in _MEMORY_FIELDS}
+    if memory.prioritized:
+        out["tree"], out["max_priority"] = memory.tree, memory.max_priority
+    return out
+
+
+def load_memory(memory: Any, tensors: dict[str, torch.Tensor], meta: dict[str, int]) -> None:
+    """Fill `memory` (freshly built with the same configuration) from `memory_tensors` output."""
+    size, pos = int(meta["size"]), int(meta["pos"])
+    if not 0 <= pos < memory.capacity or not 0 <= size <= memory.capacity:
+        raise CheckpointError(f"the checkpoint's replay memory (size {size}, position {pos}) does not fit a "
+                              f"capacity of {memory.capacity}: it was written by another configuration")
+    for name in _MEMORY_FIELDS:
+        target = getattr(memory, name)[:, :size]
+        target.copy_(need(tensors, name, target))
+    if memory.prioritized:
+        memory.tree.copy_(need(tensors, "tree", memory.tree))
+        memory.max_priority = need(tensors, "max_priority", memory.max_priority).clone()
+    memory.size, memory.pos = size, pos

@@ -56,7 +56,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 _FLAG_FIELDS = ("env", "rule", "solve_score", "solve_window", "seed", "seeds", "max_episodes", "max_steps",
-                "eval_every", "eval_episodes")
+                "eval_every", "eval_episodes", "save_every")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -81,10 +81,129 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    result = train(config_from_args(args), args.out, verbose=not args.quiet)
+    result = train(config_from_args(args), args.out, verbose=not args.quiet, tensorboard=args.tensorboard)
     if not args.quiet:
         _report(result)
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .train import resume
+
+    result = resume(args.out, max_episodes=args.max_episodes, max_steps=args.max_steps, verbose=not args.quiet,
+                    tensorboard=args.tensorboard)
+    if not args.quiet:
+        _report(result)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import write_json
+    from .evaluate import evaluate
+
+    result = evaluate(args.model, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)
+    for line in result.lines():
+        print(line)
+    if args.json is not None:
+        write_json(args.json, result.to_dict())
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .evaluate import record
+
+    rec = record(args.model, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed)
+    print(f"Recorded {rec.frames} frames (returns {', '.join(f'{r:g}' for r in rec.returns)}) to {rec.path}")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from .evaluate import play
+
+    returns = play(args.model, episodes=args.episodes, seed=args.seed)
+    print("returns: " + ", ".join(f"{r:g}" for r in returns))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .scores import plot
+
+    print(f"Plot written to {plot(args.runs, args.out)}")
+    return 0
+
+
+def _add_agent_commands(sub: Any) -> None:
+    """The commands that continue, judge, film, show and plot a trained run."""
+    p = sub.add_parser("resume", help="continue an interrupted run from its checkpoint",
+                       description="Continue the run in OUT where it stopped (OUT/checkpoint). On CartPole the "
+                                   "result equals the run left uninterrupted; a larger budget extends it.")
+    p.add_argument("out", type=Path, metavar="OUT", help="the run folder")
+    p.add_argument("--max-episodes", type=int, metavar="N", help="new episode budget per seed")
+    p.add_argument("--max-steps", type=int, metavar="N", help="new env-step budget per seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.add_argument("--tensorboard", action="store_true", help="write live scalars under OUT/tb")
+    p.set_defaults(func=cmd_resume)
+
+    model_help = "a run folder (one seed or K seeds) or a model.safetensors file"
+    p = sub.add_parser("evaluate", help="greedy evaluation of a trained agent on fresh episodes",
+                       description="Play fresh episodes greedily; prints mean +- std, min and max per seed and, "
+                                   "for several seeds, overall.")
+    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=model_help)
+    p.add_argument("--episodes", type=int, default=100, metavar="N", help="episodes per seed (default 100)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="seed of the episodes (default: those of training's final greedy evaluation)")
+    p.add_argument("--epsilon", type=float, default=0.0, metavar="E", help="exploration rate (default 0: greedy)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write every episode's return to FILE")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("record", help="film a trained agent to an animated GIF or an MP4",
+                       description="Render the greedy agent (the first seed of a K-seed run) with the step count "
+                                   "and return on each frame; one frame per env step.")
+    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=model_help)
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="agent.gif or agent.mp4")
+    p.add_argument("--episodes", type=int, default=1, metavar="N", help="episodes to film (default 1)")
+    p.add_argument("--fps", type=int, default=50, metavar="N", help="frames per second (default 50)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the episodes")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("play", help="show a trained agent live in a window",
+                       description="Show the greedy agent in a window; needs a display.")
+    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=model_help)
+    p.add_argument("--episodes", type=int, default=1, metavar="N", help="episodes to play (default 1)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the episodes")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("plot", help="redraw scores.png, or overlay several runs",
+                       description="Redraw OUT/scores.png from scores.csv; with several runs, or a K-seed run, "
+                                   "overlay their rolling means and the median.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="OUT", help="run folders")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="output image (default OUT/scores.png, or scores-overlay.png for several runs)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import check_arguments, run_bench
+
+    check_arguments(args.seeds, args.seed, args.procs)
+    cfg = config_from_args(args)
+    out = args.out or Path("runs") / f"bench-{cfg.env}-{cfg.preset}-{args.rule or 'own'}-s{cfg.seed}-{cfg.seeds}"
+    run_bench(cfg, out, procs=args.procs, verbose=True)
+    print(f"bench.csv, bench.json, curves.png and ebs.png in {out}")
+    return 0
+
+
+def _add_bench_command(sub: Any) -> None:
+    p = sub.add_parser("bench", help="train many seeds and report every seed, the median, the IQM and its 95%% CI",
+                       description="Train --seeds seeds from --seed-start, evaluate each final agent greedily, "
+                                   "write bench.csv, bench.json, curves.png and ebs.png in --out and print a table.",
+                       epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(p)
+    p.add_argument("--seed-start", type=int, dest="seed", metavar="S", help="first seed (default 0)")
+    p.add_argument("--procs", type=int, default=1, metavar="N",
+                   help="processes to split the seeds over (default 1: every seed on the seed axis of one process)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/bench-<env>-<preset>-...)")
+    p.set_defaults(func=cmd_bench, seeds=20, seed=0)
 
 
 def _report(result) -> None:
@@ -113,7 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default runs/<env>-<preset>-s<seed>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.add_argument("--save-every", type=int, metavar="N",
+                   help="write a full checkpoint every N episodes (always: at solve, at the end, on Ctrl-C)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write live scalars under OUT/tb (view: tensorboard --logdir runs; needs the extra "
+                        "cartpole-dqn[tensorboard])")
     p.set_defaults(func=cmd_train)
+    _add_agent_commands(sub)
+    _add_bench_command(sub)
     return parser
 
 

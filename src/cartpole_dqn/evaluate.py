@@ -1,16 +1,25 @@
-"""Greedy evaluation: the current networks play fresh episodes with epsilon 0 on environments of their own.
+"""Greedy evaluation, recording and live play of trained agents.
 
-The evaluation environments are separate instances seeded apart from training, and acting greedily draws no random
-numbers, so evaluating never changes what training does.
+During training, `Evaluator` lets the current networks play fresh episodes with epsilon 0 on environments of their
+own: separate instances seeded apart from training, and acting greedily draws no random numbers, so evaluating
+never changes what training does. After training, `load` reads the saved models of a run (one seed or K), and
+`evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them in a window.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from .envs import _make_one, check_spaces, env_spec
+from .checkpoint import CheckpointError, env_state, load_model, set_env_state
+from .config import ConfigError
+from .envs import FINAL_EVAL_SEED_BASE, _make_one, check_spaces, env_spec, observation_size
 from .networks import QNetwork
 
 
@@ -32,6 +41,8 @@ class Evaluator:
     @torch.no_grad()
     def run(self, net: QNetwork, epsilon: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
         """Returns [K, M] undiscounted returns, one finished episode per environment."""
+        was_training = net.training
+        net.eval()                      # noisy layers act with their mean weights when judged
         obs, _ = self.envs.reset(seed=self._first_seeds)
         self._first_seeds = None
         device = next(net.parameters()).device
@@ -49,7 +60,264 @@ class Evaluator:
             obs, reward, terminated, truncated, _ = self.envs.step(actions)
             returns += np.where(done, 0.0, reward)
             done |= terminated | truncated
+        net.train(was_training)
         return returns.reshape(self.k, self.m)
+
+    def state(self) -> dict:
+        """Where the evaluation streams stand (for a checkpoint): each environment's random generator."""
+        return {"seeded": self._first_seeds is None, "envs": [env_state(e) for e in self.envs.envs]}
+
+    def load_state(self, state: dict) -> None:
+        """Continue the streams `state` recorded: the next `run` plays the episodes it would have played."""
+        if not state["seeded"]:
+            return
+        if len(state["envs"]) != len(self.envs.envs):
+            raise CheckpointError(f"the checkpoint holds {len(state['envs'])} evaluation environments, this "
+                                  f"configuration {len(self.envs.envs)}")
+        self.envs.reset(seed=self._first_seeds)   # gymnasium refuses to step an environment never reset
+        self._first_seeds = None
+        for env, snap in zip(self.envs.envs, state["envs"]):
+            set_env_state(env, snap)
 
     def close(self) -> None:
         self.envs.close()
+
+
+# ------------------------------------------------------------------------------------------ trained agents ---
+@dataclass
+class Policy:
+    """The greedy policies of a trained run: K seeds' networks on one seed axis, and the task they learned."""
+
+    net: QNetwork
+    env: str
+    seeds: list[int]
+    paths: list[Path]
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions [K] for observations [K, obs] (one per seed)."""
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32).view(len(self.seeds), 1, -1)
+        return self.net(x).argmax(dim=-1).squeeze(1).numpy()
+
+
+def _model_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise CheckpointError(f"{str(path)!r} does not exist")
+    if path.is_file():
+        return [path]
+    if (path / "model.safetensors").is_file():
+        return [path / "model.safetensors"]
+    seeds = sorted(path.glob("seed-*/model.safetensors"), key=lambda p: int(p.parent.name[5:]) if
+                   p.parent.name[5:].isdigit() else -1)
+    if not seeds:
+        raise CheckpointError(f"{str(path)!r} holds no model.safetensors (nor seed-*/model.safetensors): train one "
+                              "with `cartpole-dqn train --out FOLDER`")
+    return seeds
+
+
+def load(path: str | Path) -> Policy:
+    """The trained agents in a run folder (one seed, or every `seed-<n>/` of a K-seed run) or one model file.
+
+    Raises CheckpointError for a missing path, a folder with no model, a damaged file, a model of another format
+    version, or one whose observation or action sizes do not match its environment.
+    """
+    files = _model_files(Path(path))
+    loaded = [load_model(f) for f in files]
+    nets, metas = [n for n, _ in loaded], [m for _, m in loaded]
+    first = metas[0]
+    for f, m in zip(files, metas):
+        arch = ("obs_size", "n_actions", "hidden", "dueling", "env")
+        if any(m.get(key) != first.get(key) for key in arch):
+            raise CheckpointError(f"{str(f)!r} differs from {str(files[0])!r} in environment or architecture")
+    env_id = first.get("env")
+    try:
+        sizes = observation_size(env_id)
+    except ConfigError as e:
+        raise CheckpointError(f"{str(files[0])!r} was trained on {env_id!r}, which cannot be made here: {e}") \
+            from None
+    if sizes != (first["obs_size"], first["n_actions"]):
+        raise CheckpointError(f"{str(files[0])!r} was made for {first['obs_size']} observations and "
+                              f"{first['n_actions']} actions; {env_id} has {sizes[0]} and {sizes[1]}")
+    extra = {"noisy": True} if first.get("noisy") else {}   # noisy layers act with their mean weights in eval()
+    net = QNetwork(len(nets), first["obs_size"], first["n_actions"], tuple(first["hidden"]), first["dueling"],
+                   **extra)
+    with torch.no_grad():
+        for i, n in enumerate(nets):
+            net.flat[i].copy_(n.flat[0])
+    net.eval()
+    return Policy(net, env_id, [int(m.get("seed", i)) for i, m in enumerate(metas)], files)
+
+
+def _policy(model: str | Path | Policy) -> Policy:
+    return model if isinstance(model, Policy) else load(model)
+
+
+@dataclass
+class EvalResult:
+    """Returns [K, M] of M fresh greedy episodes per seed, and their statistics."""
+
+    env: str
+    seeds: list[int]
+    returns: np.ndarray
+    epsilon: float
+    seed: int
+
+    @staticmethod
+    def _stats(r: np.ndarray) -> dict[str, float]:
+        return {"mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()), "max": float(r.max())}
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    def per_seed(self) -> list[dict]:
+        return [{"seed": s, **self._stats(r)} for s, r in zip(self.seeds, self.returns)]
+
+    def to_dict(self) -> dict:
+        """Everything, every episode's return included (what `evaluate --json` writes)."""
+        return {"env": self.env, "episodes": int(self.returns.shape[1]), "epsilon": self.epsilon,
+                "episode_seed": self.seed, "aggregate": self._stats(self.returns), "per_seed":
+                [{**d, "returns": r.tolist()} for d, r in zip(self.per_seed(), self.returns)]}
+
+    def lines(self) -> list[str]:
+        """One line per seed, and the aggregate when there are several."""
+        text = lambda who, d: (f"{who}: {d['mean']:.1f} +- {d['std']:.1f} (min {d['min']:g}, max {d['max']:g}) "
+                               f"over {self.returns.shape[1]} episodes")
+        out = [text(f"seed {d['seed']}", d) for d in self.per_seed()]
+        if len(self.seeds) > 1:
+            out.append(text(f"all {len(self.seeds)} seeds", self._stats(self.returns)))
+        return out
+
+
+def evaluate(model: str | Path | Policy, episodes: int = 100, seed: int | None = None,
+             epsilon: float = 0.0) -> EvalResult:
+    """Play `episodes` fresh episodes per seed, greedily (or epsilon-greedily), and return every return.
+
+    By default the episodes are those of training's final greedy evaluation (seeds disjoint from training), so
+    evaluating a finished run reproduces its `final_greedy_score`; `seed` picks another set.
+    """
+    if episodes < 1:
+        raise ConfigError(f"--episodes {episodes} is not allowed: an integer >= 1")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"--epsilon {epsilon} is not allowed: a number in [0, 1]")
+    policy = _policy(model)
+    base = FINAL_EVAL_SEED_BASE if seed is None else seed
+    evaluator = Evaluator(policy.env, policy.seeds, episodes, base)
+    try:
+        returns = evaluator.run(policy.net, epsilon, np.random.default_rng(base))
+    finally:
+        evaluator.close()
+    return EvalResult(policy.env, policy.seeds, returns, epsilon, base)
+
+
+# ------------------------------------------------------------------------------------ recording and play ---
+RECORD_FORMATS = (".gif", ".mp4")
+
+
+def _episodes(policy: Policy, env: gym.Env, episodes: int, seed: int | None):
+    """Yield (step, return so far) after each step of the first seed's greedy episodes."""
+    base = FINAL_EVAL_SEED_BASE if seed is None else seed
+    for e in range(episodes):
+        obs, _ = env.reset(seed=base + 1000 * policy.seeds[0] + e)
+        total, t, done = 0.0, 0, False
+        while not done:
+            # One network per seed: act with the first and give the others the same observation.
+            action = int(policy.act(np.repeat(obs[None], len(policy.seeds), 0))[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            t += 1
+            done = terminated or truncated
+            yield e, t, total, done
+
+
+def _annotate(frame: np.ndarray, text: str) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.fromarray(frame)
+    draw = ImageDraw.Draw(img)
+    size = max(12, frame.shape[0] // 22)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow older than 10.1 has one size
+        font = ImageFont.load_default()
+    draw.text((10, 8), text, fill=(20, 20, 20), font=font)
+    return np.asarray(img)
+
+
+@dataclass
+class Recording:
+    path: Path
+    frames: int
+    returns: list[float]
+
+
+def record(model: str | Path | Policy, out: str | Path, episodes: int = 1, fps: int = 50,
+           seed: int | None = None, scale: float = 1.0) -> Recording:
+    """Film the greedy agent (the first seed of a K-seed run) with gymnasium's rgb_array renderer to a GIF or an
+    MP4: one frame per env step, with the step count and the return drawn on it. The file is written atomically.
+    """
+    out = Path(out)
+    ext = out.suffix.lower()
+    if ext not in RECORD_FORMATS:
+        raise ConfigError(f"--out {str(out)!r} has an unknown extension {ext or '(none)'!r}: use "
+                          + " or ".join(RECORD_FORMATS))
+    if episodes < 1 or fps < 1:
+        raise ConfigError(f"--episodes {episodes} and --fps {fps} must both be integers >= 1")
+    policy = _policy(model)
+    env = gym.make(policy.env, render_mode="rgb_array")
+    frames, returns = [], []
+    try:
+        for e, t, total, done in _episodes(policy, env, episodes, seed):
+            frame = env.render()
+            if scale != 1.0:
+                from PIL import Image
+                h, w = frame.shape[:2]
+                frame = np.asarray(Image.fromarray(frame).resize((int(w * scale) // 2 * 2, int(h * scale) // 2 * 2)))
+            label = f"step {t}   return {total:g}" + (f"   episode {e + 1}" if episodes > 1 else "")
+            frames.append(_annotate(frame, label))
+            if done:
+                returns.append(total)
+    finally:
+        env.close()
+    _write_video(out, frames, fps)
+    return Recording(out, len(frames), returns)
+
+
+def _write_video(out: Path, frames: list[np.ndarray], fps: int) -> None:
+    import imageio.v2 as imageio
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    try:
+        if out.suffix.lower() == ".gif":
+            imageio.mimwrite(tmp, frames, format="GIF", duration=1000.0 / fps, loop=0)
+        else:
+            try:
+                import imageio_ffmpeg  # noqa: F401
+            except ImportError:
+                raise ConfigError("an MP4 needs ffmpeg: pip install 'cartpole-dqn[record]' (imageio-ffmpeg)") \
+                    from None
+            imageio.mimwrite(tmp, frames, format="FFMPEG", fps=fps, macro_block_size=2)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def has_display() -> bool:
+    """Whether a window can open: on Linux and the BSDs an X11 or Wayland display must be set."""
+    if sys.platform.startswith(("linux", "freebsd", "openbsd")):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def play(model: str | Path | Policy, episodes: int = 1, seed: int | None = None) -> list[float]:
+    """Show the greedy agent live in a window (gymnasium's human renderer); returns each episode's return."""
+    if not has_display():
+        raise ConfigError("play needs a display and none was found (DISPLAY and WAYLAND_DISPLAY are unset): "
+                          "record a GIF instead with `cartpole-dqn record OUT --out agent.gif`")
+    policy = _policy(model)
+    env = gym.make(policy.env, render_mode="human")
+    try:
+        return [total for _, _, total, done in _episodes(policy, env, episodes, seed) if done]
+    finally:
+        env.close()

@@ -125,11 +125,13 @@ class ReplayMemory:
         discount = torch.ones_like(ret)
         for j in range(self.n_step):
             slot = (idx + j) % self.capacity
-            use = alive * (j <= newer).float()
-            ret += use * discount * self.reward[rows, slot]
-            last = torch.where(use > 0, slot, last)
-            discount = torch.where(use > 0, discount * self.gamma, discount)
-            alive = use * (1.0 - self.episode_end[rows, slot])
+            use = (alive * (j <= newer).float()) > 0
+            # torch.where, not a product: slots never written hold whatever memory held (NaN too), and 0 * NaN
+            # would poison the return.
+            ret += torch.where(use, discount * self.reward[rows, slot], 0.0)
+            last = torch.where(use, slot, last)
+            discount = torch.where(use, discount * self.gamma, discount)
+            alive = torch.where(use, 1.0 - self.episode_end[rows, slot], 0.0)
         return ret, last, discount * (1.0 - self.terminal[rows, last])
 
     # ----------------------------------------------------------------------------------------- priorities ---

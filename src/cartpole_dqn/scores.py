@@ -56,19 +56,33 @@ class ScoreLog:
     lengths: list[int] = field(default_factory=list)
     env_steps: list[int] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
+    epsilons: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
     evals: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
     solved_at: int | None = None          # index of the episode that completed the first solving window
     eval_solved_at: int | None = None     # index into evals
 
     def __post_init__(self) -> None:
+        """Write both files afresh with the rows already held (none, unless restored from a checkpoint), then
+        keep them open for appending."""
         self.dir = Path(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._csv = open(self.dir / "scores.csv", "w", newline="")
-        self._csv.write(",".join(CSV_COLUMNS) + "\n")
-        self._csv.flush()
-        self._eval_csv = open(self.dir / "eval.csv", "w", newline="")
-        self._eval_csv.write(",".join(EVAL_COLUMNS) + "\n")
-        self._eval_csv.flush()
+        rows = [",".join(CSV_COLUMNS)] + [self._row_text(self._episode_row(i)) for i in range(len(self.returns))]
+        atomic_write(self.dir / "scores.csv", "\n".join(rows) + "\n")
+        rows = [",".join(EVAL_COLUMNS)] + [self._row_text(self._eval_row(row)) for row in self.evals]
+        atomic_write(self.dir / "eval.csv", "\n".join(rows) + "\n")
+        self._csv = open(self.dir / "scores.csv", "a", newline="")
+        self._eval_csv = open(self.dir / "eval.csv", "a", newline="")
+
+    def _episode_row(self, i: int) -> tuple:
+        w = self.rule.window
+        mean = float(np.mean(self.returns[max(0, i + 1 - w):i + 1]))
+        return (i, _num(self.returns[i]), self.lengths[i], f"{mean:.4f}", f"{self.epsilons[i]:.6f}",
+                _num(self.losses[i]), self.env_steps[i], f"{self.wall[i]:.3f}")
+
+    @staticmethod
+    def _eval_row(row: tuple) -> tuple:
+        return (row[0], f"{row[1]:.3f}", *(f"{v:.4f}" for v in row[2:]))
 
     def add_episode(self, ret: float, length: int, epsilon: float, mean_loss: float, env_steps: int,
                     wall: float) -> bool:
@@ -77,10 +91,11 @@ class ScoreLog:
         self.lengths.append(int(length))
         self.env_steps.append(int(env_steps))
         self.wall.append(float(wall))
+        self.epsilons.append(float(epsilon))
+        self.losses.append(float(mean_loss))
         n, w = len(self.returns), self.rule.window
         mean = float(np.mean(self.returns[-w:]))
-        self._write(self._csv, (n - 1, _num(ret), length, f"{mean:.4f}", f"{epsilon:.6f}", _num(mean_loss),
-                                env_steps, f"{wall:.3f}"))
+        self._write(self._csv, self._episode_row(n - 1))
         just_solved = (self.solved_at is None and self.rule.threshold is not None and n >= w
                        and mean >= self.rule.threshold - 1e-9 * max(1.0, abs(self.rule.threshold)))
         if just_solved:
@@ -91,16 +106,43 @@ class ScoreLog:
         r = np.asarray(returns, dtype=float)
         row = (int(env_steps), float(wall), float(r.mean()), float(r.std()), float(r.min()), float(r.max()))
         self.evals.append(row)
-        self._write(self._eval_csv, (row[0], f"{row[1]:.3f}", *(f"{v:.4f}" for v in row[2:])))
+        self._write(self._eval_csv, self._eval_row(row))
         if self.eval_solved_at is None and self.rule.threshold is not None and row[2] >= self.rule.threshold:
             self.eval_solved_at = len(self.evals) - 1
 
     @staticmethod
-    def _write(f: io.TextIOBase, row: tuple) -> None:
+    def _row_text(row: tuple) -> str:
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(row)
-        f.write(buf.getvalue())
+        csv.writer(buf, lineterminator="").writerow(row)
+        return buf.getvalue()
+
+    @classmethod
+    def _write(cls, f: io.TextIOBase, row: tuple) -> None:
+        f.write(cls._row_text(row) + "\n")
         f.flush()
+
+    # ------------------------------------------------------------------------------------------ checkpoints ---
+    ARRAYS = ("returns", "lengths", "env_steps", "wall", "epsilons", "losses", "evals")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything recorded, as arrays (for a checkpoint); `from_arrays` rebuilds the log and its files."""
+        return {"returns": np.array(self.returns, dtype=np.float64),
+                "lengths": np.array(self.lengths, dtype=np.int64),
+                "env_steps": np.array(self.env_steps, dtype=np.int64),
+                "wall": np.array(self.wall, dtype=np.float64),
+                "epsilons": np.array(self.epsilons, dtype=np.float64),
+                "losses": np.array(self.losses, dtype=np.float64),
+                "evals": np.array(self.evals, dtype=np.float64).reshape(-1, len(EVAL_COLUMNS))}
+
+    @classmethod
+    def from_arrays(cls, dir: Path, rule: Rule, arrays: dict[str, np.ndarray], solved_at: int | None,
+                    eval_solved_at: int | None) -> "ScoreLog":
+        """The log as `arrays` recorded it, with scores.csv and eval.csv rewritten to exactly those rows."""
+        evals = [(int(e[0]), *(float(v) for v in e[1:])) for e in arrays["evals"]]
+        return cls(dir, rule, returns=arrays["returns"].tolist(), lengths=arrays["lengths"].tolist(),
+                   env_steps=arrays["env_steps"].tolist(), wall=arrays["wall"].tolist(),
+                   epsilons=arrays["epsilons"].tolist(), losses=arrays["losses"].tolist(), evals=evals,
+                   solved_at=solved_at, eval_solved_at=eval_solved_at)
 
     def close(self) -> None:
         self._csv.close()
@@ -153,8 +195,15 @@ def plot_scores(path: Path, returns: np.ndarray, env_steps: np.ndarray, evals: l
         steps = np.array([e[0] for e in evals])
         at = np.minimum(np.searchsorted(env_steps, steps), len(env_steps) - 1)
         ax.plot(at, [e[2] for e in evals], "o", ms=4, color="#e67e22", label="greedy evaluation (mean)")
+    _finish(fig, ax, path, "score (return)", title)
+
+
+def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
+    """Label, lay out and write a figure (atomically, as PNG)."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("episode")
-    ax.set_ylabel("score (return)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
@@ -163,3 +212,85 @@ def plot_scores(path: Path, returns: np.ndarray, env_steps: np.ndarray, evals: l
     fig.savefig(buf, format="png")
     plt.close(fig)
     atomic_write(path, buf.getvalue())
+
+
+# -------------------------------------------------------------------------------------- redrawing from files ---
+def read_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, list]:
+    """(returns, env_steps, evals) from a seed's scores.csv and eval.csv; ValueError if scores.csv is damaged."""
+    folder = Path(folder)
+    rows = list(csv.DictReader(open(folder / "scores.csv", newline="")))
+    try:
+        returns = np.array([float(r["return"]) for r in rows])
+        steps = np.array([int(r["env_steps"]) for r in rows], dtype=np.int64)
+        evals = []
+        if (folder / "eval.csv").exists():
+            evals = [(int(r["env_steps"]), float(r["wall_seconds"]), float(r["mean"]), float(r["std"]),
+                      float(r["min"]), float(r["max"])) for r in csv.DictReader(open(folder / "eval.csv", newline=""))]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{str(folder / 'scores.csv')!r} is not a cartpole-dqn scores file: {e}") from None
+    return returns, steps, evals
+
+
+def plot_overlay(path: Path, runs: list[tuple[str, np.ndarray]], rule: Rule, title: str) -> None:
+    """Several runs (or seeds) on one figure: each one's rolling mean, thin, and their median, bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    curves = [rolling_mean(r, rule.window) for _, r in runs]
+    for (label, _), curve in zip(runs, curves):
+        ax.plot(np.arange(len(curve)), curve, lw=1, alpha=0.6, label=label if len(runs) <= 12 else None)
+    if len(curves) > 1 and max(map(len, curves)):
+        n = max(map(len, curves))
+        padded = np.full((len(curves), n), np.nan)
+        for j, c in enumerate(curves):
+            padded[j, :len(c)] = c
+        # Median over the runs still going at each episode (a run that stopped early stops counting).
+        ax.plot(np.arange(n), np.nanmedian(padded, axis=0), color="black", lw=2.5, label="median")
+    if rule.threshold is not None:
+        ax.axhline(rule.threshold, color="#c0392b", ls=":", lw=1.5, label=f"goal {rule.threshold:g}")
+    _finish(fig, ax, path, f"mean of last {rule.window} returns", title)
+
+
+def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
+    """Redraw a run's scores.png from its files, or overlay several runs (or every seed of a K-seed run, with
+    their median) on one figure. Default output: the run's own scores.png, or ./scores-overlay.png for several.
+    """
+    from .checkpoint import CheckpointError, read_json
+    from .config import ConfigError, from_dict
+    from .envs import resolve_rule
+
+    curves, rules, single = [], [], None
+    for run in map(Path, runs):
+        if not run.is_dir():
+            raise CheckpointError(f"{str(run)!r} is not a run folder" + ("" if run.exists() else
+                                                                          " (it does not exist)"))
+        try:
+            cfg, rule = resolve_rule(from_dict(read_json(run / "config.json")))
+        except (ConfigError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{str(run / 'config.json')!r} is not a cartpole-dqn configuration: {e}") from None
+        folders = [run] if (run / "scores.csv").exists() else sorted(run.glob("seed-*/"))
+        folders = [f for f in folders if (f / "scores.csv").exists()]
+        if not folders:
+            raise CheckpointError(f"{str(run)!r} holds no scores.csv")
+        for f in folders:
+            try:
+                returns, steps, evals = read_scores(f)
+            except ValueError as e:
+                raise CheckpointError(str(e)) from None
+            label = run.name if f == run else f.name if len(runs) == 1 else f"{run.name}/{f.name}"
+            curves.append((label, returns))
+            single = (f, returns, steps, evals, cfg)
+        rules.append(rule)
+    if len(curves) == 1:
+        f, returns, steps, evals, cfg = single
+        path = Path(out) if out is not None else f / "scores.png"
+        plot_scores(path, returns, steps, evals, rules[0], f"{cfg.env} - preset {cfg.preset} - seed {cfg.seed}")
+        return path
+    path = Path(out) if out is not None else (Path(runs[0]) / "scores.png" if len(runs) == 1
+                                              else Path("scores-overlay.png"))
+    title = f"{len(curves)} runs" if len(runs) > 1 else f"{Path(runs[0]).name}: {len(curves)} seeds"
+    plot_overlay(path, curves, rules[0], title)
+    return path

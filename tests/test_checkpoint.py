@@ -1,0 +1,147 @@
+"""Checkpoints and model files: atomic, checksummed, never unpickled, and refused cleanly when damaged."""
+
+import json
+
+import pytest
+import torch
+
+from cartpole_dqn import train
+from cartpole_dqn.checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_model, save_checkpoint)
+from cartpole_dqn.cli import main
+from cartpole_dqn.evaluate import load
+from tests.conftest import tiny
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    train(tiny(max_steps=400, buffer_size=300), out, verbose=False)
+    return out
+
+
+def test_a_run_leaves_a_full_checkpoint(run):
+    tensors, meta = load_checkpoint(run / "checkpoint")
+    for key in ("online", "target", "optimizer.exp_avg", "optimizer.exp_avg_sq", "optimizer.step", "generator",
+                "torch_rng", "epsilon", "memory.obs", "scores.0.returns"):
+        assert key in tensors, key
+    assert meta["steps"] == 400 and meta["memory"] == {"pos": 100, "size": 300}
+    assert tensors["memory.obs"].shape == (1, 300, 4)
+    assert len(meta["envs"]) == 1 and "state" in meta["envs"][0]
+    assert [p.name for p in (run / "checkpoint").iterdir() if p.suffix == ".safetensors"] == [meta["tensors"]]
+
+
+def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path):
+    save_checkpoint(tmp_path, {"x": torch.ones(3)}, {"n": 1})
+    save_checkpoint(tmp_path, {"x": torch.zeros(3)}, {"n": 2})
+    tensors, meta = load_checkpoint(tmp_path)
+    assert meta["n"] == 2 and tensors["x"].sum() == 0
+    assert len(list(tmp_path.glob("state-*.safetensors"))) == 1
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    f = tmp_path / "a.json"
+    atomic_write(f, "old")
+    monkeypatch.setattr("os.replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        atomic_write(f, "new")
+    assert f.read_text() == "old" and list(tmp_path.iterdir()) == [f]
+
+
+def test_a_checkpoint_cut_short_at_any_byte_is_refused(run, tmp_path):
+    src = run / "checkpoint"
+    meta = json.loads((src / "meta.json").read_text())
+    raw_meta, raw_state = (src / "meta.json").read_bytes(), (src / meta["tensors"]).read_bytes()
+    dst = tmp_path / "c"
+    dst.mkdir()
+    (dst / meta["tensors"]).write_bytes(raw_state)
+    end = len(raw_meta.rstrip())                  # a missing final newline leaves complete JSON
+    for n in list(range(0, end, max(1, end // 300))) + [end - 1]:
+        (dst / "meta.json").write_bytes(raw_meta[:n])
+        with pytest.raises(CheckpointError):
+            load_checkpoint(dst)
+    (dst / "meta.json").write_bytes(raw_meta)
+    step = max(1, len(raw_state) // 300)
+    for n in list(range(0, len(raw_state), step)) + [len(raw_state) - 1]:
+        (dst / meta["tensors"]).write_bytes(raw_state[:n])
+        with pytest.raises(CheckpointError, match="checksum"):
+            load_checkpoint(dst)
+
+
+def test_a_model_file_cut_short_at_any_byte_is_refused(run, tmp_path):
+    raw = (run / "model.safetensors").read_bytes()
+    f = tmp_path / "m.safetensors"
+    header = 8 + int.from_bytes(raw[:8], "little")
+    for n in list(range(header + 8)) + list(range(header + 8, len(raw), 7)):   # every byte of the header
+        f.write_bytes(raw[:n])
+        with pytest.raises(CheckpointError):
+            load_model(f)
+
+
+def test_another_format_version_is_named(run, tmp_path):
+    (tmp_path / "checkpoint").mkdir()
+    meta = json.loads((run / "checkpoint" / "meta.json").read_text())
+    (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 1"):
+        load_checkpoint(tmp_path / "checkpoint")
+
+
+def test_a_model_for_another_environment_is_refused(run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    meta = {k: v for k, v in json.loads(json.dumps(_header(run / "model.safetensors"))).items()}
+    meta["env"] = json.dumps("Acrobot-v1")   # 6 observations, 3 actions: not what this 4 x 2 network takes
+    save_file(load_file(run / "model.safetensors"), tmp_path / "m.safetensors", metadata=meta)
+    with pytest.raises(CheckpointError, match="made for 4 observations and 2 actions; Acrobot-v1 has 6 and 3"):
+        load(tmp_path / "m.safetensors")
+
+
+def _header(path):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n])["__metadata__"]
+
+
+def test_resume_of_a_checkpoint_for_another_environment_is_one_line_exit_2(run, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    meta_path = other / "checkpoint" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "obs_size": 6, "n_actions": 3}))
+    assert main(["resume", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "made for 6 observations and 3 actions" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty-folder", "truncated-model", "bad-json", "version"])
+def test_bad_input_to_every_command_is_one_line_and_exit_2(run, tmp_path, capsys, damage):
+    import shutil
+
+    target = tmp_path / "x"
+    if damage != "missing":
+        shutil.copytree(run, target)
+    if damage == "empty-folder":
+        for p in target.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    elif damage == "truncated-model":
+        raw = (target / "model.safetensors").read_bytes()
+        (target / "model.safetensors").write_bytes(raw[:len(raw) // 2])
+        (target / "checkpoint" / "meta.json").write_text('{"format_version": 1, "tens')
+    elif damage == "bad-json":
+        (target / "config.json").write_text("{not json")
+        (target / "checkpoint" / "meta.json").write_text("{not json")
+        (target / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    elif damage == "version":
+        meta = json.loads((target / "checkpoint" / "meta.json").read_text())
+        (target / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 7}))
+    commands = [["resume", str(target)], ["evaluate", str(target), "--episodes", "1"],
+                ["record", str(target), "--out", str(tmp_path / "a.gif")], ["plot", str(target)]]
+    if damage == "version":
+        commands = commands[:1]
+    if damage == "truncated-model":       # plot reads only the CSV files, which are intact
+        commands = commands[:3]
+    for cmd in commands:
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("cartpole-dqn: error:"), (cmd, err)

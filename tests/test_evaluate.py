@@ -1,0 +1,138 @@
+"""Evaluation, recording, play, plots, live metrics and the Python API after training."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cartpole_dqn import evaluate, load, play, plot, preset, record, resume, train
+from cartpole_dqn.cli import main
+from cartpole_dqn.config import ConfigError
+from tests.conftest import run_cli, tiny
+
+
+@pytest.fixture(scope="module")
+def k_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "k"
+    train(tiny(seeds=2, max_steps=300, final_eval_episodes=4), out, verbose=False)
+    return out
+
+
+def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path):
+    """Train a small default-preset agent, extending the budget (resume) until greedy play solves the rule."""
+    out = tmp_path / "solve"
+    cfg = preset("default", hidden=(64, 64), rule="article", max_steps=2000, eval_every=0, final_eval_episodes=0,
+                 plot_every=0)
+    train(cfg, out, verbose=False)
+    threshold = cfg.solve_score or 195.0
+    for extra in range(10):
+        result = evaluate(out, episodes=20, seed=123)
+        if result.mean > threshold:
+            break
+        resume(out, max_steps=2000 + 1000 * (extra + 1), verbose=False)
+    assert result.mean > threshold
+    r = run_cli("evaluate", str(out), "--episodes", "20", "--seed", "123")
+    assert r.returncode == 0 and f"{result.mean:.1f} +-" in r.stdout
+
+
+def test_evaluate_reproduces_the_final_greedy_score_and_writes_every_return(k_run, tmp_path, capsys):
+    result = evaluate(k_run, episodes=4)
+    summary = json.loads((k_run / "summary.json").read_text())
+    assert [round(float(np.mean(r)), 3) for r in result.returns] == [s["final_greedy_score"]
+                                                                      for s in summary["per_seed"]]
+    assert main(["evaluate", str(k_run), "--episodes", "3", "--json", str(tmp_path / "e.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("seed 0: ") and lines[1].startswith("seed 1: ") and lines[2].startswith("all 2 seeds")
+    assert all("+-" in line and "min" in line and "max" in line for line in lines)
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert [len(s["returns"]) for s in data["per_seed"]] == [3, 3] and "aggregate" in data
+
+
+def test_epsilon_and_seed_change_the_episodes_reproducibly(k_run):
+    a, b = evaluate(k_run / "seed-0", episodes=5, seed=7, epsilon=0.5), evaluate(k_run / "seed-0", episodes=5,
+                                                                                  seed=7, epsilon=0.5)
+    assert np.array_equal(a.returns, b.returns)
+    with pytest.raises(ConfigError, match="--epsilon"):
+        evaluate(k_run, epsilon=2.0)
+
+
+def test_a_recorded_gif_has_one_frame_per_step(k_run, tmp_path):
+    import imageio.v3 as iio
+
+    rec = record(k_run / "seed-0" / "model.safetensors", tmp_path / "agent.gif", episodes=2, fps=25)
+    frames = iio.imread(tmp_path / "agent.gif", index=None)
+    assert len(rec.returns) == 2 and rec.frames == sum(rec.returns) == len(frames)   # CartPole: +1 per step
+    assert frames.shape[1:3] == (400, 600)
+
+
+def test_record_writes_an_mp4_and_refuses_unknown_extensions(k_run, tmp_path, capsys):
+    rec = record(k_run, tmp_path / "agent.mp4")
+    assert (tmp_path / "agent.mp4").stat().st_size > 1000 and rec.frames == rec.returns[0]
+    assert main(["record", str(k_run), "--out", str(tmp_path / "agent.avi")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown extension '.avi'" in err and err.count("\n") == 1
+    assert not (tmp_path / "agent.avi").exists()
+
+
+def test_play_without_a_display_says_so(k_run, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(ConfigError, match="needs a display"):
+        play(k_run)
+    assert main(["play", str(k_run)]) == 2
+    assert "needs a display" in capsys.readouterr().err
+
+
+def test_plot_redraws_a_run_and_overlays_seeds_and_runs(k_run, tmp_path):
+    single = k_run / "seed-0"
+    (single / "scores.png").unlink()
+    assert plot([single]) == single / "scores.png" and (single / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert plot([k_run], tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(k_run / "seed-0"), str(k_run / "seed-1"), "--out", str(tmp_path / "two.png")]) == 0
+    assert (tmp_path / "two.png").exists()
+
+
+def test_tensorboard_writes_the_live_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(max_steps=300), tmp_path / "tb", verbose=False, tensorboard=True)
+    acc = EventAccumulator(str(tmp_path / "tb" / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("episode/return", "episode/rolling_mean_100", "train/epsilon", "train/loss", "train/mean_q",
+                "train/td_error", "speed/env_steps_per_s"):
+        assert tag in tags, tag
+
+
+def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(ConfigError, match=r"cartpole-dqn\[tensorboard\]"):
+        train(tiny(max_steps=50), tmp_path / "n", verbose=False, tensorboard=True)
+
+
+def test_the_api_and_the_cli_give_the_same_results_for_one_seed(tmp_path):
+    api = train(tiny(max_steps=500, seed=3, final_eval_episodes=5), tmp_path / "api", verbose=False)
+    r = run_cli("train", "--out", str(tmp_path / "cli"), "--max-steps", "500", "--seed", "3", "--eval-every", "0",
+                "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
+                "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = lambda d: [{k: v for k, v in row.items() if k != "wall_seconds"}
+                      for row in csv.DictReader(open(d / "scores.csv"))]
+    assert rows(tmp_path / "api") == rows(tmp_path / "cli")
+    cli_summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert cli_summary["final_greedy_score"] == api.summaries[0]["final_greedy_score"]
+    a = evaluate(tmp_path / "api", episodes=5)
+    r = run_cli("evaluate", str(tmp_path / "cli"), "--episodes", "5", "--json", str(tmp_path / "e.json"))
+    assert json.loads((tmp_path / "e.json").read_text())["per_seed"][0]["returns"] == a.returns[0].tolist()
+    assert load(tmp_path / "api").seeds == [3]

@@ -1,0 +1,123 @@
+"""Resuming a run: interrupted after any step and resumed, it gives exactly the uninterrupted run's files."""
+
+import csv
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cartpole_dqn import resume, train
+from cartpole_dqn.checkpoint import CheckpointError, load_model
+from cartpole_dqn.config import ConfigError
+from tests.conftest import run_cli, tiny
+
+train_module = importlib.import_module("cartpole_dqn.train")   # the package's `train` is the function
+
+
+def _rows(path, drop=("wall_seconds",)):
+    return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(open(path))]
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """Send this process SIGINT during env step `step`, as Ctrl-C would (the loop's own handler catches it)."""
+    real = train_module.step_envs
+    calls = {"n": 0}
+
+    def step_envs(envs, actions):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(envs, actions)
+
+    monkeypatch.setattr(train_module, "step_envs", step_envs)
+
+
+def _same_run(a, b, seeds=(None,)):
+    for s in seeds:
+        da, db = (a, b) if s is None else (a / f"seed-{s}", b / f"seed-{s}")
+        assert _rows(da / "scores.csv") == _rows(db / "scores.csv")
+        assert _rows(da / "eval.csv") == _rows(db / "eval.csv")
+        assert torch.equal(load_model(da / "model.safetensors")[0].flat, load_model(db / "model.safetensors")[0].flat)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(seeds=2, n_step=3, prioritized=True, eval_every=300, eval_episodes=2),
+    dict(name="classic", max_steps=450),
+    dict(replay_ratio=0.25, dueling=True, max_episodes=30, seeds=2),
+], ids=["default", "k2-nstep-per-eval", "classic", "ratio-dueling-episode-budget"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
+    name = overrides.pop("name", "default")
+    cfg = tiny(name, **{"max_steps": 900, **overrides})
+    full = train(cfg, tmp_path / "full", verbose=False)
+    _interrupt_at(monkeypatch, cfg.max_steps * 5 // 9)
+    cut = train(cfg, tmp_path / "cut", verbose=False)
+    assert cut.interrupted and (tmp_path / "cut" / "checkpoint" / "meta.json").exists()
+    monkeypatch.undo()
+    resumed = resume(tmp_path / "cut", verbose=False)
+    assert not resumed.interrupted
+    seeds = (None,) if cfg.seeds == 1 else cfg.seed_list
+    _same_run(tmp_path / "full", tmp_path / "cut", seeds)
+    strip = lambda s: {k: v for k, v in s.items() if "seconds" not in k}
+    assert [strip(s) for s in resumed.summaries] == [strip(s) for s in full.summaries]
+
+
+def test_a_larger_budget_on_resume_continues_the_run(tmp_path):
+    cfg = tiny(max_steps=1200)
+    train(cfg, tmp_path / "full", verbose=False)
+    short = train(tiny(max_steps=500), tmp_path / "ext", verbose=False)
+    assert short.summaries[0]["env_steps"] == 500
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        resume(tmp_path / "ext", verbose=False)
+    longer = resume(tmp_path / "ext", max_steps=1200, verbose=False)
+    assert longer.summaries[0]["env_steps"] == 1200
+    _same_run(tmp_path / "full", tmp_path / "ext")
+    assert json.loads((tmp_path / "ext" / "config.json").read_text())["max_steps"] == 1200
+
+
+def test_save_every_writes_checkpoints_during_training(tmp_path, monkeypatch):
+    saved = []
+    real = train_module.Run.checkpoint
+    monkeypatch.setattr(train_module.Run, "checkpoint", lambda self: saved.append(self.state.steps) or real(self))
+    result = train(tiny(max_steps=600, save_every=5), tmp_path / "r", verbose=False)
+    episodes = result.summaries[0]["episodes"]
+    assert len(saved) == episodes // 5 + 1 and saved[-1] == 600
+
+
+def test_resume_refuses_what_it_cannot_use(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        resume(tmp_path / "nowhere", verbose=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        resume(tmp_path / "empty", verbose=False)
+
+
+def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(tmp_path):
+    args = ["--max-steps", "6000", "--set", "hidden=16,16", "--eval-every", "1000", "--eval-episodes", "2",
+            "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet"]
+    full = run_cli("train", *args, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "train", *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "scores.csv").exists() and len((out / "scores.csv").read_text().splitlines()) > 30:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert json.loads((out / "summary.json").read_text())["interrupted"]
+    r = run_cli("resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    _same_run(tmp_path / "full", out)
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "full", out))
+    assert a["final_greedy_score"] == b["final_greedy_score"] and not b["interrupted"]
