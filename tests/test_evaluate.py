@@ -136,3 +136,17 @@ def test_the_api_and_the_cli_give_the_same_results_for_one_seed(tmp_path):
     r = run_cli("evaluate", str(tmp_path / "cli"), "--episodes", "5", "--json", str(tmp_path / "e.json"))
     assert json.loads((tmp_path / "e.json").read_text())["per_seed"][0]["returns"] == a.returns[0].tolist()
     assert load(tmp_path / "api").seeds == [3]
+
+
+def test_the_quickstart_notebook_is_valid_and_uses_only_the_public_api():
+    import ast
+    from pathlib import Path
+
+    import cartpole_dqn
+
+    nb = json.loads((Path(__file__).parents[1] / "examples" / "quickstart.ipynb").read_text())
+    assert nb["nbformat"] == 4
+    source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "cartpole_dqn":
+            assert all(hasattr(cartpole_dqn, a.name) for a in node.names)
