@@ -14,37 +14,14 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 from datetime import datetime, timezone
 
-import numpy as np
-import torch
-
 from cartpole_dqn import build, train
+from cartpole_dqn.bench import fmt, machine
+from cartpole_dqn.bench import median as median_inf
 from cartpole_dqn.config import parse_value
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on CPU, {torch.get_num_threads()} threads"
-
-
-def fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isinf(v)):
-        return "-"
-    return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
-
-
-def median(values) -> float | None:
-    m = float(np.median([math.inf if v is None else v for v in values]))
-    return None if math.isinf(m) else m
 
 
 def main() -> None:
@@ -85,7 +62,9 @@ def main() -> None:
     for s in result.summaries:
         row = [s["seed"], "yes" if s["solved"] else "no", *(s[k] for k in keys), s["episodes"]]
         print(" | ".join(f"{fmt(v):>12}" for v in row))
-    medians = {k: median([s[k] for s in result.summaries]) for k in keys}
+    # Unsolved runs count as infinity (METRICS.md); an infinite median is written as '-' and as null in JSON.
+    medians = {k: median_inf([s[k] for s in result.summaries]) for k in keys}
+    medians = {k: None if math.isinf(m) else m for k, m in medians.items()}
     solved = sum(s["solved"] for s in result.summaries)
     eval_solved = sum(s["eval_steps_to_solve"] is not None for s in result.summaries)
     print(" | ".join(f"{fmt(v):>12}" for v in ["median", f"{solved}/{len(result.summaries)}",

@@ -185,10 +185,10 @@ def _add_agent_commands(sub: Any) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import check_arguments, run_bench
 
-    check_arguments(args.seeds, args.seed, args.procs)
+    check_arguments(args.seeds, args.seed, args.procs, args.threads)
     cfg = config_from_args(args)
     out = args.out or Path("runs") / f"bench-{cfg.env}-{cfg.preset}-{args.rule or 'own'}-s{cfg.seed}-{cfg.seeds}"
-    run_bench(cfg, out, procs=args.procs, verbose=True)
+    run_bench(cfg, out, procs=args.procs, threads=args.threads, verbose=True)
     print(f"bench.csv, bench.json, curves.png and ebs.png in {out}")
     return 0
 
@@ -202,6 +202,8 @@ def _add_bench_command(sub: Any) -> None:
     p.add_argument("--seed-start", type=int, dest="seed", metavar="S", help="first seed (default 0)")
     p.add_argument("--procs", type=int, default=1, metavar="N",
                    help="processes to split the seeds over (default 1: every seed on the seed axis of one process)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch threads per process (default 1: measured fastest on small networks)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/bench-<env>-<preset>-...)")
     p.set_defaults(func=cmd_bench, seeds=20, seed=0)
 

@@ -1,0 +1,391 @@
+"""Many-seed benchmark: train N seeds, then report every seed and the statistics METRICS.md asks for over seeds.
+
+`run_bench` trains the seeds (one process on the seed axis, or a few processes each with a slice of the seeds),
+reads every seed's summary and training curve back, and writes:
+
+- `bench.csv`: one row per seed (solved, EBS, steps and seconds to solve, final greedy score, eval steps and seconds
+  to solve, episodes, env steps, wall seconds);
+- `bench.json`: the same rows, the statistics, the configuration, the machine, the versions and the date;
+- `curves.png`: rolling-window score against env steps, the IQM over seeds with a 95% bootstrap band, each seed
+  faint behind it, and the threshold;
+- `ebs.png`: the distribution of EBS over seeds, unsolved seeds counted beside it.
+
+The statistics follow rliable (Agarwal et al., 2021): the interquartile mean (the mean of the middle 50% of seeds,
+scipy's `trim_mean(x, 0.25)`) with a 95% percentile-bootstrap interval. With one task, the stratified bootstrap is
+the bootstrap over seeds. An unsolved run counts as +infinity in medians and IQMs (never as its budget, which would
+make a failure look like a slow success) and as not solved in rates.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config import Config, ConfigError, to_dict
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+# bench.csv columns, in order; every one is a key of a seed's summary.json.
+COLUMNS = ("seed", "solved", "episodes_before_solve", "steps_to_solve", "seconds_to_solve", "final_greedy_score",
+           "eval_steps_to_solve", "eval_seconds_to_solve", "episodes", "env_steps", "wall_seconds")
+# Figures with statistics over seeds (a None, i.e. not reached, counts as +infinity except for the final score).
+FIGURES = ("episodes_before_solve", "steps_to_solve", "seconds_to_solve", "eval_steps_to_solve",
+           "eval_seconds_to_solve", "final_greedy_score")
+
+
+# ------------------------------------------------------------------------------------------------ statistics ---
+def as_array(values: Sequence[float | None]) -> np.ndarray:
+    """Values as floats, with None (a run that never got there) as +infinity."""
+    return np.array([math.inf if v is None else float(v) for v in values], dtype=float)
+
+
+def iqm(values: Sequence[float | None] | np.ndarray, axis: int = -1) -> float | np.ndarray:
+    """Interquartile mean: the mean of the values left after cutting floor(n/4) from each end (scipy's
+    `trim_mean(x, 0.25)`, as rliable computes it). None counts as +infinity; the result is infinite only when an
+    infinite value survives the cut."""
+    x = np.sort(as_array(values) if not isinstance(values, np.ndarray) else values, axis=axis)
+    n = x.shape[axis]
+    if n == 0:
+        raise ValueError("the IQM of no values is undefined")
+    cut = int(0.25 * n)
+    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def median(values: Sequence[float | None]) -> float:
+    """Median with None as +infinity (METRICS.md: unsolved runs are infinitely slow, not as slow as the budget)."""
+    return float(np.median(as_array(values)))
+
+
+def bootstrap_ci(values: Sequence[float | None] | np.ndarray, statistic=iqm, confidence: float = CONFIDENCE,
+                 resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of `statistic` over seeds: resample the seeds with replacement `resamples`
+    times (all at once, as one [resamples, n] index array) and take the central `confidence` of the statistic.
+
+    With a single task the stratified bootstrap of rliable is exactly this. `statistic` must accept an array and
+    an `axis`. Infinite values are allowed: a quantile between two infinities is infinity.
+    """
+    x = as_array(values) if not isinstance(values, np.ndarray) else np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    samples = x[rng.integers(0, len(x), size=(resamples, len(x)))]
+    stats = np.asarray(statistic(samples, axis=1), dtype=float)
+    tail = (1.0 - confidence) / 2
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.quantile(stats, [tail, 1.0 - tail])
+    # Interpolating between inf and inf gives nan (inf - inf); the quantile there is inf.
+    return tuple(math.inf if math.isnan(v) else float(v) for v in (lo, hi))
+
+
+def success_rate(solved: Sequence[bool]) -> float:
+    """Solved runs over all runs: an unsolved run counts in the denominator, never in the numerator."""
+    if not len(solved):
+        raise ValueError("the success rate of no runs is undefined")
+    return sum(bool(s) for s in solved) / len(solved)
+
+
+def describe(values: Sequence[float | None], seed: int = 0) -> dict[str, float | None]:
+    """Median, IQM and its 95% bootstrap interval of one figure over seeds (infinity written as None in JSON)."""
+    x = as_array(values)
+    lo, hi = bootstrap_ci(x, seed=seed)
+    return {k: _finite(v) for k, v in (("median", median(values)), ("iqm", float(iqm(x))), ("ci_low", lo),
+                                        ("ci_high", hi))}
+
+
+def statistics(rows: list[dict]) -> dict:
+    """Every figure's median, IQM and interval over seeds, and the success rates (training rule, greedy eval)."""
+    stats = {key: describe([r[key] for r in rows]) for key in FIGURES}
+    stats["success_rate"] = success_rate([r["solved"] for r in rows])
+    stats["eval_success_rate"] = success_rate([r["eval_steps_to_solve"] is not None for r in rows])
+    return stats
+
+
+def _finite(v: float) -> float | None:
+    return None if math.isinf(v) or math.isnan(v) else round(float(v), 4)
+
+
+# ----------------------------------------------------------------------------------------------- machine ---
+def machine() -> str:
+    """CPU model, cores, torch version and thread count: the context every timing needs."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on {device}, {torch.get_num_threads()} threads"
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("cartpole-dqn", "torch", "gymnasium", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- running ---
+@dataclasses.dataclass
+class BenchResult:
+    """What `run_bench` returns: the folder, one row per seed, the statistics and the JSON written."""
+
+    out: Path
+    rows: list[dict]
+    stats: dict
+    report: dict
+
+
+def seed_dirs(run_out: Path, seeds: list[int]) -> list[Path]:
+    """The folders `train` writes a run's seeds into (the run folder itself for a one-seed run)."""
+    return [run_out] if len(seeds) == 1 else [run_out / f"seed-{s}" for s in seeds]
+
+
+def _train_part(cfg: Config, out: Path, threads: int) -> list[dict]:
+    """One process's share of the seeds (module level, so a spawned worker can import it)."""
+    import torch
+
+    from .train import train
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return train(cfg, out, verbose=False).summaries
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
+              verbose: bool = True) -> BenchResult:
+    """Train `cfg.seeds` seeds from `cfg.seed`, then write bench.csv, bench.json, curves.png and ebs.png in `out`.
+
+    Args:
+        cfg: the configuration of every seed (its `seeds` and `seed` pick the seed list).
+        out: the benchmark folder; the training runs go in `out/runs`.
+        procs: processes to split the seeds over (each trains its slice on the seed axis); 1 trains every seed
+            in this process.
+        threads: torch threads per process. One by default: on the 2-core development machine two threads were
+            6 to 15 times slower than one (benchmarks/throughput.py), the small matrices not paying for the
+            synchronisation, and far worse when other work shares the cores.
+        verbose: print the table.
+    """
+    from .envs import resolve_rule
+    from .train import prepare_out
+
+    check_arguments(cfg.seeds, cfg.seed, procs, threads)
+    cfg = dataclasses.replace(cfg, plot_every=0.0)
+    cfg, rule = resolve_rule(cfg)
+    out = Path(out)
+    prepare_out(out)
+    if (out / "bench.json").exists():
+        raise ConfigError(f"--out {str(out)!r} already holds a benchmark: choose another folder")
+    started = datetime.now(timezone.utc)
+    seeds = cfg.seed_list
+    parts = [list(p) for p in np.array_split(seeds, min(procs, len(seeds)))]
+    runs = [out / "runs" / (f"seeds-{p[0]}-{p[-1]}" if len(parts) > 1 else "all") for p in parts]
+    configs = [dataclasses.replace(cfg, seed=int(p[0]), seeds=len(p)) for p in parts]
+    if len(parts) == 1:
+        summaries = _train_part(configs[0], runs[0], threads)
+    else:
+        with ProcessPoolExecutor(len(parts), mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_train_part, c, r, threads) for c, r in zip(configs, runs)]
+            summaries = [s for f in futures for s in f.result()]
+    dirs = [d for r, p in zip(runs, parts) for d in seed_dirs(r, [int(s) for s in p])]
+    rows = [{key: s[key] for key in COLUMNS} for s in summaries]
+    stats = statistics(rows)
+    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(), "versions": versions(),
+              "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
+              "rule": {"name": rule.name, "threshold": rule.threshold, "window": rule.window},
+              "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),
+              "statistics": stats, "per_seed": rows, "config": to_dict(cfg)}
+    write_csv(out / "bench.csv", rows)
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    curves = [read_curve(d / "scores.csv", rule.window) for d in dirs]
+    plot_curves(out / "curves.png", curves, rule.threshold, f"{cfg.env} - preset {cfg.preset} - "
+                f"{len(seeds)} seeds - rule {rule.name}")
+    plot_ebs(out / "ebs.png", [r["episodes_before_solve"] for r in rows], f"{cfg.env} - preset {cfg.preset} - "
+             f"episodes before solve ({rule.name})")
+    result = BenchResult(out, rows, stats, report)
+    if verbose:
+        print(table(result))
+    return result
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """bench.csv: one row per seed; a figure the run never reached is an empty cell."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow(["" if r[k] is None else r[k] for k in COLUMNS])
+    path.write_text(buf.getvalue())
+
+
+def read_curve(path: Path, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps at the end of each training episode, rolling-`window` mean return there) from scores.csv."""
+    from .scores import rolling_mean
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    returns = np.array([float(r["return"]) for r in rows])
+    return np.array([int(r["env_steps"]) for r in rows]), rolling_mean(returns, window)
+
+
+# -------------------------------------------------------------------------------------------------- figures ---
+def curves_on_grid(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(grid of env steps, [seeds, points] rolling score): each seed's latest value at each grid step (NaN before
+    its first episode; its last value after it stopped, which is the agent it stopped with)."""
+    end = max((int(s[-1]) for s, _ in curves if len(s)), default=1)
+    grid = np.linspace(0, end, points)
+    values = np.full((len(curves), points), np.nan)
+    for i, (steps, score) in enumerate(curves):   # figures only, after training
+        at = np.searchsorted(steps, grid, side="right") - 1
+        values[i] = np.where(at >= 0, score[np.maximum(at, 0)] if len(score) else np.nan, np.nan)
+    return grid, values
+
+
+def _band(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IQM over seeds and its 95% bootstrap band at each grid point (all points resampled together)."""
+    rng = np.random.default_rng(seed)
+    n = values.shape[0]
+    idx = rng.integers(0, n, size=(RESAMPLES, n))
+    boot = iqm(values[idx], axis=1)                              # [resamples, points]
+    tail = (1.0 - CONFIDENCE) / 2
+    lo, hi = np.quantile(boot, [tail, 1.0 - tail], axis=0)
+    return iqm(values, axis=0), lo, hi
+
+
+def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], threshold: float | None,
+                title: str) -> None:
+    """curves.png: each seed faint, the IQM over seeds with its 95% band, the threshold line."""
+    plt = _pyplot()
+    from .checkpoint import atomic_write
+
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    for steps, score in curves:
+        ax.plot(steps, score, color="#9bb7d4", lw=0.8, alpha=0.5)
+    grid, values = curves_on_grid(curves)
+    started = ~np.isnan(values).any(axis=0)      # the IQM needs every seed to have finished an episode
+    if started.any():
+        mid, lo, hi = _band(values[:, started])
+        ax.fill_between(grid[started], lo, hi, color="#1f4e79", alpha=0.2, label="95% bootstrap CI")
+        ax.plot(grid[started], mid, color="#1f4e79", lw=2, label=f"IQM over {len(curves)} seeds")
+    if threshold is not None:
+        ax.axhline(threshold, color="#c0392b", ls=":", lw=1.5, label=f"threshold {threshold:g}")
+    ax.set_xlabel("env steps (per seed)")
+    ax.set_ylabel("rolling mean of training returns")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    atomic_write(path, _png(fig, plt))
+
+
+def plot_ebs(path: Path, ebs: list[int | None], title: str) -> None:
+    """ebs.png: a histogram of EBS over the solved seeds, with the median and IQM, and how many never solved."""
+    plt = _pyplot()
+    from .checkpoint import atomic_write
+
+    solved = np.array([e for e in ebs if e is not None], dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if len(solved):
+        ax.hist(solved, bins=min(20, max(5, len(solved))), color="#9bb7d4", edgecolor="#1f4e79")
+        ax.plot(solved, np.zeros_like(solved), "|", color="#1f4e79", ms=20)
+    for value, name, style in ((median(ebs), "median", "--"), (float(iqm(as_array(ebs))), "IQM", "-")):
+        if math.isfinite(value):
+            ax.axvline(value, color="#c0392b", ls=style, lw=1.5, label=f"{name} {value:.0f}")
+    unsolved = len(ebs) - len(solved)
+    ax.set_title(f"{title}\n{len(solved)} of {len(ebs)} seeds solved" + (f", {unsolved} never did" if unsolved
+                                                                          else ""))
+    ax.set_xlabel("episodes before solve (EBS)")
+    ax.set_ylabel("seeds")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    atomic_write(path, _png(fig, plt))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig, plt) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------- table ---
+def fmt(v: float | int | bool | None) -> str:
+    """A table cell: '-' for a figure never reached, thousands separators otherwise."""
+    if v is None or (isinstance(v, float) and (math.isinf(v) or math.isnan(v))):
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+
+
+def table(result: BenchResult) -> str:
+    """Every seed, then the median, the IQM with its 95% interval, and the success rates."""
+    rep, stats = result.report, result.stats
+    heads = ("seed", "solved", "EBS", "steps", "seconds", "final greedy", "eval steps", "eval s")
+    keys = ("seed", "solved", *FIGURES[:3], "final_greedy_score", *FIGURES[3:5])
+    lines = [f"# bench: preset {rep['preset']}, env {rep['env']}, rule {rep['rule']['name']} "
+             f"(threshold {rep['rule']['threshold']}, window {rep['rule']['window']}), seeds {_span(rep['seeds'])}",
+             f"# {rep['date']}; {rep['machine']}; {rep['procs']} process(es); wall {rep['wall_seconds']:,.0f} s",
+             " | ".join(f"{h:>12}" for h in heads)]
+    for r in result.rows:
+        lines.append(" | ".join(f"{fmt(r[k]):>12}" for k in keys))
+    n = len(result.rows)
+    lines.append(" | ".join(f"{v:>12}" for v in ["median", f"{sum(r['solved'] for r in result.rows)}/{n}",
+                                                  *(fmt(stats[k]["median"]) for k in keys[2:])]))
+    lines.append(" | ".join(f"{v:>12}" for v in ["IQM", "", *(fmt(stats[k]["iqm"]) for k in keys[2:])]))
+    lines.append(" | ".join(f"{v:>12}" for v in ["95% CI", "", *(_interval(stats[k]) for k in keys[2:])]))
+    lines.append(f"# success rate {stats['success_rate']:.0%} (training rule), {stats['eval_success_rate']:.0%} "
+                 "(greedy evaluation); '-' = never reached (counted as infinity in medians and IQMs)")
+    return "\n".join(lines)
+
+
+def _interval(s: dict) -> str:
+    lo, hi = s["ci_low"], s["ci_high"]
+    return f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None or hi is not None else "-"
+
+
+def _span(seeds: list[int]) -> str:
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else ", ".join(map(str, seeds))
+
+
+def check_arguments(seeds: int, seed_start: int, procs: int = 1, threads: int = 1) -> None:
+    """The benchmark's own argument checks, one line each (the config checks the rest)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds} is not allowed: a benchmark needs at least 1 seed")
+    if seed_start < 0:
+        raise ConfigError(f"--seed-start {seed_start} is negative: seeds are numbered from 0")
+    if procs < 1:
+        raise ConfigError(f"--procs {procs} is not allowed: use 1 or more processes")
+    if threads < 1:
+        raise ConfigError(f"--threads {threads} is not allowed: use 1 or more torch threads")

@@ -1,0 +1,105 @@
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+
+from cartpole_dqn.bench import (COLUMNS, FIGURES, bootstrap_ci, curves_on_grid, iqm, median, run_bench,
+                                statistics, success_rate)
+from cartpole_dqn.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# -------------------------------------------------------------------------------------------------- statistics ---
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)                # cut one from each end
+    assert iqm([8, 1, 7, 2, 6, 3, 5, 4]) == pytest.approx(4.5)    # order does not matter: mean of 3, 4, 5, 6
+    assert iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)           # n = 5 cuts one each side: the outlier goes
+    assert iqm([7]) == 7
+    x = np.random.default_rng(0).normal(size=20)
+    assert iqm(x) == pytest.approx(trim_mean(x, 0.25))            # what rliable computes
+
+
+def test_unsolved_runs_are_infinite_in_medians_and_iqms():
+    assert iqm([1, 2, 3, None]) == pytest.approx(2.5)             # the unsolved run is cut off the top
+    assert math.isinf(iqm([1, 2, None, None]))                    # half unsolved: the IQM is infinite
+    assert median([10, 20, None]) == 20
+    assert math.isinf(median([10, None, None]))                   # not the budget: never reached
+
+
+def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
+    x = np.array([120, 131, 95, 160, 142, 110, 138, 101, 150, 127], dtype=float)
+    lo, hi = bootstrap_ci(x)
+    assert lo <= iqm(x) <= hi and lo >= x.min() and hi <= x.max() and hi - lo > 0
+    assert bootstrap_ci(x) == (lo, hi)
+    assert bootstrap_ci(np.full(6, 3.0)) == (3.0, 3.0)            # no spread, no width
+    lo, hi = bootstrap_ci([1.0, 2.0, None, None, None])           # mostly unsolved: the upper end is infinite
+    assert math.isinf(hi)
+
+
+def test_success_rate_counts_unsolved_runs():
+    assert success_rate([True, False, False, True]) == 0.5
+    assert success_rate([False, False]) == 0.0
+    rows = [dict(seed=s, solved=s < 1, episodes_before_solve=100 if s < 1 else None, steps_to_solve=None,
+                 seconds_to_solve=None, final_greedy_score=float(s), eval_steps_to_solve=2000 if s < 3 else None,
+                 eval_seconds_to_solve=None) for s in range(4)]
+    stats = statistics(rows)
+    assert stats["success_rate"] == 0.25 and stats["eval_success_rate"] == 0.75
+    assert stats["episodes_before_solve"]["median"] is None       # infinite medians are written as null
+    assert stats["final_greedy_score"]["iqm"] == pytest.approx(1.5)
+
+
+def test_curves_hold_each_seed_latest_score_on_a_common_grid():
+    grid, values = curves_on_grid([(np.array([10, 20]), np.array([1.0, 2.0])), (np.array([30]), np.array([5.0]))],
+                                  points=4)
+    assert list(grid) == [0, 10, 20, 30]
+    assert np.isnan(values[0, 0]) and list(values[0, 1:]) == [1.0, 2.0, 2.0]   # held after the seed stopped
+    assert np.isnan(values[1, :3]).all() and values[1, 3] == 5.0
+
+
+# ---------------------------------------------------------------------------------------------- the command ---
+def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "--seeds", "3", "--seed-start", "4", "--max-steps", "400", "--eval-every", "200",
+                 "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
+                 "--set", "final_eval_episodes=3", "--solve-score", "12", "--solve-window", "5", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for word in ("seed", "median", "IQM", "95% CI", "success rate", "CartPole-v1", "threads"):
+        assert word in printed, word
+    with open(out / "bench.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and [r["seed"] for r in rows] == ["4", "5", "6"]
+    assert all(r["final_greedy_score"] != "" and r["solved"] in ("True", "False") for r in rows)
+    assert all((r["episodes_before_solve"] == "") == (r["solved"] == "False") for r in rows)
+    report = json.loads((out / "bench.json").read_text())
+    for key in ("date", "machine", "versions", "config", "seeds", "rule", "statistics", "per_seed"):
+        assert key in report, key
+    assert report["seeds"] == [4, 5, 6] and report["config"]["hidden"] == [16, 16]
+    assert report["rule"] == {"name": "custom", "threshold": 12.0, "window": 5}
+    assert set(FIGURES) <= set(report["statistics"]) and "torch" in report["versions"]
+    for name in ("curves.png", "ebs.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
+    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150), tmp_path / "b", procs=2, verbose=False)
+    assert [r["seed"] for r in result.rows] == [7, 8] and result.report["procs"] == 2
+    assert (tmp_path / "b" / "runs" / "seeds-7-7" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--seeds", "0"], "--seeds 0"),
+    (["--seed-start", "-3"], "--seed-start -3"),
+    (["--rule", "v9"], "v9"),
+    (["--procs", "0"], "--procs 0"),
+])
+def test_bad_bench_arguments_are_one_line_and_exit_2(tmp_path, capsys, args, expected):
+    out = tmp_path / "never"
+    assert main(["bench", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
