@@ -11,7 +11,7 @@ def test_every_preset_is_valid_and_classic_is_the_article():
         assert preset(name).preset == name
     c = preset("classic")
     assert c.hidden == (24, 24) and c.lr == 1e-3 and c.gamma == 0.95 and c.loss == "mse"
-    assert c.buffer_size == 1_000_000 and c.batch_size == 20 and c.sequential_fit
+    assert c.buffer_size == 1_000_000 and c.batch_size == 20 and c.sequential_fit and c.n_step == 1
     assert c.target_update_interval == 0 and not c.double
     assert c.epsilon_schedule == "exponential" and c.epsilon_decay_rate == 0.995 and c.epsilon_end == 0.01
     assert c.terminal_on_truncation and c.negate_final_reward

@@ -55,7 +55,7 @@ class Config:
     final_eval_episodes: int = _param(100, "greedy episodes played by the final network (0: skip)", low=0)
 
     # --- network -------------------------------------------------------------------------------------------------
-    hidden: tuple[int, ...] = _param((256, 256), "hidden layer widths of the Q-network MLP", low=1)
+    hidden: tuple[int, ...] = _param((128, 128), "hidden layer widths of the Q-network MLP", low=1)
     init: str = _param("torch", "weight init: torch (PyTorch Linear) or glorot (Keras default, zero bias)",
                        choices=("torch", "glorot"))
     dueling: bool = _param(False, "dueling head: Q = V + A - mean(A)")
@@ -72,13 +72,13 @@ class Config:
     replay_ratio: float = _param(1.0, "gradient updates per env step (0.25: one update every 4 steps)",
                                  low=0.0, low_open=True, high=64.0)
     sequential_fit: bool = _param(False, "fit a batch one sample at a time, one optimizer step each (the article)")
-    learning_starts: int = _param(1000, "transitions in memory before the first update", low=1)
+    learning_starts: int = _param(500, "transitions in memory before the first update", low=1)
     update_on_episode_end: bool = _param(True, "also update after the step that ends an episode")
 
     # --- replay memory -------------------------------------------------------------------------------------------
     buffer_size: int = _param(100_000, "replay memory capacity per seed", low=1)
     replacement: bool = _param(True, "sample the batch with replacement (False: distinct transitions)")
-    n_step: int = _param(1, "n-step returns: sum n rewards before bootstrapping (stops at episode ends)", low=1,
+    n_step: int = _param(3, "n-step returns: sum n rewards before bootstrapping (stops at episode ends)", low=1,
                          high=100)
     prioritized: bool = _param(False, "proportional prioritized replay (sum tree)")
     priority_alpha: float = _param(0.6, "prioritized: how strongly priority shapes sampling (0 = uniform)",
@@ -91,7 +91,7 @@ class Config:
     # --- targets -------------------------------------------------------------------------------------------------
     target_update_interval: int = _param(1, "sync the target network every N updates (0: no target network)",
                                          low=0)
-    tau: float = _param(0.005, "target sync weight: 1 copies, below 1 is Polyak averaging", low=0.0,
+    tau: float = _param(0.01, "target sync weight: 1 copies, below 1 is Polyak averaging", low=0.0,
                         low_open=True, high=1.0)
     double: bool = _param(True, "Double DQN: online net picks the next action, target net values it")
     terminal_on_truncation: bool = _param(False, "treat a time-limit cut-off as terminal (the article's bug)")
@@ -102,7 +102,7 @@ class Config:
                                    choices=("linear", "exponential"))
     epsilon_start: float = _param(1.0, "initial exploration rate", low=0.0, high=1.0)
     epsilon_end: float = _param(0.01, "final exploration rate", low=0.0, high=1.0)
-    epsilon_decay_steps: int = _param(10_000, "linear: env steps from start to end", low=1)
+    epsilon_decay_steps: int = _param(2000, "linear: env steps from start to end", low=1)
     epsilon_decay_rate: float = _param(0.995, "exponential: factor applied after each update",
                                        low=0.0, low_open=True, high=1.0)
 
@@ -125,7 +125,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "classic": dict(
         hidden=(24, 24), init="glorot", lr=1e-3, gamma=0.95, loss="mse", max_grad_norm=0.0, batch_size=20,
         replay_ratio=1.0, sequential_fit=True, learning_starts=20, update_on_episode_end=False,
-        buffer_size=1_000_000, replacement=False, target_update_interval=0, tau=1.0, double=False,
+        buffer_size=1_000_000, replacement=False, n_step=1, target_update_interval=0, tau=1.0, double=False,
         terminal_on_truncation=True, negate_final_reward=True, epsilon_schedule="exponential",
         epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_rate=0.995,
     ),
