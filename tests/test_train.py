@@ -117,3 +117,18 @@ def test_sigint_leaves_complete_files_and_exit_130(tmp_path):
     assert s["interrupted"] and s["episodes"] == len(rows) > 20
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     load_model(out / "model.safetensors")
+
+
+def test_report_hook_sees_rolling_means_at_its_interval_and_can_stop_the_run(tmp_path):
+    calls = []
+
+    def report(steps, means):
+        calls.append((steps, means.copy()))
+        return steps >= 200
+
+    result = train(tiny(seeds=2, max_steps=600), tmp_path / "run", verbose=False, report=report, report_every=100)
+    assert [steps for steps, _ in calls] == [100, 200]
+    assert all(means.shape == (2,) for _, means in calls)
+    log = np.genfromtxt(tmp_path / "run" / "seed-0" / "scores.csv", delimiter=",", names=True)
+    assert calls[-1][1][0] == pytest.approx(np.atleast_1d(log["rolling_mean"])[-1], abs=1e-3)
+    assert result.interrupted and all(s["env_steps"] == 200 for s in result.summaries)

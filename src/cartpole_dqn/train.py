@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -194,9 +194,16 @@ class LoopState:
         self.stat_count[torch.from_numpy(done)] = 0.0
 
 
+# Called every `report_every` env steps with (env steps, each seed's rolling mean); True asks the loop to stop.
+Report = Callable[[int, np.ndarray], bool]
+
+
 class Run:
     """One training run's working parts: config, environments, agent, replay memory, evaluator, score logs and
     loop state. `checkpoint` writes all of them; `Run.resume` builds them back from a checkpoint."""
+
+    report: Report | None = None         # see `train`
+    report_every: int = 1000
 
     def __init__(self, cfg: Config, rule: Rule, out: Path, *, tensorboard: bool = False):
         self.cfg, self.rule, self.out = cfg, rule, out
@@ -425,11 +432,19 @@ class Run:
                     logs[plot_turn % k].plot(_title(cfg, cfg.seed_list[plot_turn % k]))
                     plot_turn += 1
                     next_plot = now + cfg.plot_every
+                if self.report is not None and st.steps % self.report_every == 0 and \
+                        self.report(st.steps, self.rolling_means()):
+                    stop.requested = True
             progress.close()
             wall = time.perf_counter() - start
             st.stopped_at[st.active], st.stopped_wall[st.active] = st.steps, wall
             self.checkpoint()
         return interrupted
+
+    def rolling_means(self) -> np.ndarray:
+        """[K] each seed's mean training return over its last `window` episodes (NaN before its first)."""
+        w = self.rule.window
+        return np.array([np.mean(log.returns[-w:]) if log.returns else np.nan for log in self.logs])
 
     def finish(self, interrupted: bool) -> "RunResult":
         """Close everything, play the final greedy episodes, write plots, models and summaries."""
@@ -468,7 +483,7 @@ class Run:
 
 
 def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
-          tensorboard: bool = False) -> RunResult:
+          tensorboard: bool = False, report: Report | None = None, report_every: int = 1000) -> RunResult:
     """Train `cfg.seeds` agents until each solves or its budget runs out; write scores, plots, models, summaries.
 
     Args:
@@ -476,6 +491,9 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
         out: output folder; default `runs/<env>-<preset>-s<seed>-<time>`. A K-seed run writes `seed-<n>/` in it.
         verbose: show the progress bar and the solve lines.
         tensorboard: also write live scalars under `OUT/tb` (needs the `tensorboard` extra).
+        report: called every `report_every` env steps with (env steps, [K] rolling mean of each seed's training
+            returns over the solve window, NaN before its first episode); returning True stops the run as an
+            interrupt does. The tuner's pruner listens here; it is off the per-step path.
 
     Returns:
         A RunResult with every seed's summary. Ctrl-C (SIGINT) or SIGTERM stops after the current step and
@@ -492,6 +510,7 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
         prepare_out(d)
     write_json(out / "config.json", to_dict(cfg))
     run.logs = [ScoreLog(d, rule) for d in run.dirs]
+    run.report, run.report_every = report, max(1, report_every)
     return run.finish(run.loop(verbose))
 
 
