@@ -72,3 +72,14 @@ def test_train_command_end_to_end(tmp_path):
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["seed"] == 3 and s["config"]["hidden"] == [16, 16] and s["config"]["learning_starts"] == 50
     assert "finished" in r.stdout
+
+
+def test_device_cuda_without_cuda_is_one_line_and_exit_2(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", "--device", "cuda", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()

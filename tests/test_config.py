@@ -104,3 +104,18 @@ def test_switches_compose_in_every_preset():
         c = preset(name, n_step=3, prioritized=True, dueling=True, noisy=True, epsilon_start=0.0, epsilon_end=0.0,
                    replacement=True)
         assert c.n_step == 3 and c.prioritized and c.dueling and c.noisy
+
+
+def test_device_names_are_checked_and_cuda_without_cuda_is_refused():
+    import torch
+
+    from cartpole_dqn.config import resolve_device
+
+    for bad in ("gpu", "cuda:x", "tpu"):
+        with pytest.raises(ConfigError, match="device"):
+            preset("default", device=bad)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")

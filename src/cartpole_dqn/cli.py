@@ -50,13 +50,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="greedy evaluation every N env steps, 0 turns it off (default 2000)")
     p.add_argument("--eval-episodes", type=int, metavar="M", help="episodes per greedy evaluation (default 10)")
+    p.add_argument("--device", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any hyperparameter (repeatable); the list is below")
     p.add_argument("--config", metavar="FILE.toml", help="read settings (and optionally preset) from a TOML file")
 
 
 _FLAG_FIELDS = ("env", "rule", "solve_score", "solve_window", "seed", "seeds", "max_episodes", "max_steps",
-                "eval_every", "eval_episodes", "save_every")
+                "eval_every", "eval_episodes", "save_every", "device")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -208,6 +209,62 @@ def _add_bench_command(sub: Any) -> None:
     p.set_defaults(func=cmd_bench, seeds=20, seed=0)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        from . import tune
+    except ModuleNotFoundError as e:
+        if e.name not in ("optuna", "sqlalchemy"):
+            raise
+        raise ConfigError("tune needs Optuna: pip install -c constraints.txt 'cartpole-dqn[tune]'") from None
+    out = args.out or Path("runs") / "tune"
+    url = args.storage or tune.default_storage(out)
+    if args.report or args.export:
+        if args.storage is None and not (out / tune.STUDY_FILE).exists():
+            raise ConfigError(f"no study in {str(out)!r} (no {tune.STUDY_FILE}): run tune there first, or give "
+                              "--storage and --study")
+        if args.report or not args.export:
+            print("\n".join(tune.report(url, args.study, out)))
+        if args.export:
+            print(f"best trial written to {tune.export(url, args.study, args.export)}")
+        return 0
+    if args.trials is None:
+        raise ConfigError("--trials N is required (or --report to look at a study)")
+    result = tune.tune(config_from_args(args), trials=args.trials, out=out, budget=args.budget_steps,
+                       storage=args.storage, study=args.study, jobs=args.jobs,
+                       fixed=tune.fixed_keys(args.set, args.config))
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
+    best = (f"; best #{result.best.number}: median {result.best.value:,.0f} env steps to solve"
+            if result.best else "")
+    print(f"study {result.study} in {result.storage}: {counts}{best}")
+    report_args = f"--out {out}" if args.storage is None else f"--storage URL --study {result.study}"
+    print(f"see it with: cartpole-dqn tune --report {report_args}")
+    return 0
+
+
+def _add_tune_command(sub: Any) -> None:
+    p = sub.add_parser("tune", help="search hyperparameters with Optuna (TPE, pruning), one machine or many",
+                       description="Add --trials trials to an Optuna study minimising the median env steps to solve "
+                                   "over --seeds seeds (unsolved = 2 x --budget-steps). The study is OUT/study.db "
+                                   "by default; workers on many machines share one with --storage "
+                                   "postgresql://... . Settings given with --set or --config are held fixed.",
+                       epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(p)
+    p.add_argument("--trials", type=int, metavar="N", help="trials this command adds (shared among --jobs)")
+    p.add_argument("--budget-steps", type=int, default=100_000, metavar="B",
+                   help="env steps per seed per trial (default 100000)")
+    p.add_argument("--jobs", type=int, default=1, metavar="J", help="trials at once on this machine (default 1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage: postgresql://user:pass@host/db, sqlite:///file.db or journal:FILE "
+                        "(default sqlite OUT/study.db)")
+    p.add_argument("--study", metavar="NAME", help="study name (default <env>-<preset>)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="study file and trial runs (default runs/tune)")
+    p.add_argument("--report", action="store_true",
+                   help="print the best trials; save history.png and importance.png in --out")
+    p.add_argument("--export", type=Path, metavar="FILE.toml",
+                   help="write the best trial as a config file for train/bench --config")
+    p.set_defaults(func=cmd_tune, seeds=3)
+
+
 def _report(result) -> None:
     solved = sum(s["solved"] for s in result.summaries)
     n = len(result.summaries)
@@ -242,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     _add_agent_commands(sub)
     _add_bench_command(sub)
+    _add_tune_command(sub)
     return parser
 
 

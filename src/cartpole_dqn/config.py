@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,6 +109,11 @@ class Config:
     epsilon_decay_steps: int = _param(2000, "linear: env steps from start to end", low=1)
     epsilon_decay_rate: float = _param(0.995, "exponential: factor applied after each update",
                                        low=0.0, low_open=True, high=1.0)
+
+    # --- hardware ------------------------------------------------------------------------------------------------
+    device: str = _param("auto", "where tensors live: auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
+    threads: int = _param(1, "torch CPU threads; 1 measured fastest for these small networks on a 2-core machine",
+                          low=1, high=256)
 
     # --- output --------------------------------------------------------------------------------------------------
     save_every: int = _param(0, "write a full checkpoint every N episodes of a seed (0: only at solve, at the end "
@@ -258,6 +267,8 @@ def validate(cfg: Config) -> Config:
     if cfg.epsilon_end > cfg.epsilon_start:
         raise ConfigError(f"epsilon_end={cfg.epsilon_end} is above epsilon_start={cfg.epsilon_start}: "
                           "epsilon must not grow")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"device={cfg.device!r} is not allowed: auto, cpu, cuda or cuda:N")
     if cfg.noisy and (cfg.epsilon_start > 0 or cfg.epsilon_end > 0):
         raise ConfigError(f"noisy=true explores by itself: set epsilon_start=0 and epsilon_end=0 (got "
                           f"{cfg.epsilon_start} and {cfg.epsilon_end})")
@@ -266,6 +277,23 @@ def validate(cfg: Config) -> Config:
     if cfg.double and cfg.target_update_interval == 0:
         raise ConfigError("double=true needs a target network: set target_update_interval >= 1")
     return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device `name` asks for; a ConfigError if it is not there (say, CUDA on a CPU-only build)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use cpu "
+                              "or auto")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
+    return torch.device(name)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

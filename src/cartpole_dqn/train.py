@@ -26,7 +26,7 @@ from . import __version__
 from .agent import Agent, learning_signal
 from .checkpoint import (CHECKPOINT_DIR, CheckpointError, env_state, env_state_exact, load_checkpoint, load_memory,
                          memory_tensors, need, save_checkpoint, save_model, set_env_state, write_json)
-from .config import Config, ConfigError, from_dict, to_dict, validate
+from .config import Config, ConfigError, from_dict, resolve_device, to_dict, validate
 from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, make_envs, observation_size, resolve_rule, step_envs
 from .evaluate import Evaluator
 from .replay import ReplayMemory
@@ -182,9 +182,10 @@ class LoopState:
     wall: float = 0.0               # wall seconds of training before this process (resume)
 
     @classmethod
-    def fresh(cls, obs: np.ndarray) -> "LoopState":
+    def fresh(cls, obs: np.ndarray, device: torch.device) -> "LoopState":
         k = len(obs)
-        return cls(obs, np.zeros(k), np.zeros(k, dtype=np.int64), torch.zeros(3, k), torch.zeros(k),
+        return cls(obs, np.zeros(k), np.zeros(k, dtype=np.int64), torch.zeros(3, k, device=device),
+                   torch.zeros(k, device=device),
                    np.ones(k, dtype=bool), np.zeros(k, dtype=np.int64), np.zeros(k))
 
     def new_episodes(self, done: np.ndarray) -> None:
@@ -210,16 +211,18 @@ class Run:
         k = cfg.seeds
         self.dirs = [out] if k == 1 else [out / f"seed-{s}" for s in cfg.seed_list]
         self.obs_size, self.n_actions = observation_size(cfg.env)
+        self.device = resolve_device(cfg.device)
+        torch.set_num_threads(cfg.threads)
         self.board = Board(out, cfg.seed_list) if tensorboard else None
         torch.manual_seed(cfg.seed)
         self.envs = make_envs(cfg.env, cfg.seed_list)
-        self.agent = Agent(cfg, self.obs_size, self.n_actions)
+        self.agent = Agent(cfg, self.obs_size, self.n_actions, self.device)
         self.memory = ReplayMemory(k, cfg.buffer_size, self.obs_size, gamma=cfg.gamma, n_step=cfg.n_step,
-                                   prioritized=cfg.prioritized, alpha=cfg.priority_alpha)
+                                   prioritized=cfg.prioritized, alpha=cfg.priority_alpha, device=self.device)
         self.evaluator = (Evaluator(cfg.env, cfg.seed_list, cfg.eval_episodes, EVAL_SEED_BASE) if cfg.eval_every
                           else None)
         obs, _ = self.envs.reset(seed=cfg.seed_list)
-        self.state = LoopState.fresh(obs)
+        self.state = LoopState.fresh(obs, self.device)
         self.logs: list[ScoreLog] = []
         self._start: float | None = None     # perf_counter at wall second 0 of this run, once the loop runs
 
@@ -304,7 +307,7 @@ class Run:
         if opt:
             agent.optimizer.load_state_dict({"state": {0: opt},
                                              "param_groups": agent.optimizer.state_dict()["param_groups"]})
-        agent.epsilon = need(tensors, "epsilon", agent.epsilon).clone()
+        agent.epsilon = need(tensors, "epsilon", agent.epsilon).to(agent.device, copy=True)
         agent.generator.set_state(need(tensors, "generator"))
         torch.set_rng_state(need(tensors, "torch_rng"))
         agent.updates = int(meta["updates"])
@@ -317,8 +320,8 @@ class Run:
                                           meta["solved_at"][i], meta["eval_solved_at"][i])
                      for i, d in enumerate(self.dirs)]
         st = LoopState(need(tensors, "obs").numpy().copy(), need(tensors, "ep_return").numpy().copy(),
-                       np.array(meta["ep_length"], dtype=np.int64), need(tensors, "stat_sum").clone(),
-                       need(tensors, "stat_count").clone(), np.array(meta["active"], dtype=bool),
+                       np.array(meta["ep_length"], dtype=np.int64), need(tensors, "stat_sum").to(self.device, copy=True),
+                       need(tensors, "stat_count").to(self.device, copy=True), np.array(meta["active"], dtype=bool),
                        np.array(meta["stopped_at"], dtype=np.int64), np.array(meta["stopped_wall"], dtype=float),
                        int(meta["steps"]), int(meta["learn_steps"]), float(meta["wall"]))
         if len(st.obs) != k or len(meta["envs"]) != k:
@@ -339,7 +342,7 @@ class Run:
         """Train until every seed has stopped or a stop is requested; True if interrupted (Ctrl-C, SIGTERM)."""
         cfg, rule, agent, memory, envs, logs, st = (self.cfg, self.rule, self.agent, self.memory, self.envs,
                                                    self.logs, self.state)
-        k = cfg.seeds
+        k, dev = cfg.seeds, self.device
         progress = Progress(cfg.max_steps, verbose)
         progress.shown = st.steps
         next_plot = cfg.plot_every
@@ -353,27 +356,26 @@ class Run:
                     break
                 save_due = False
                 # --- act and step --------------------------------------------------------------------------
-                obs_t = torch.from_numpy(st.obs).float()
+                obs_t = torch.from_numpy(st.obs).float().to(dev)
                 actions = agent.act(obs_t)
-                next_obs, final_obs, reward, terminated, truncated = step_envs(envs, actions.numpy())
+                next_obs, final_obs, reward, terminated, truncated = step_envs(envs, actions.cpu().numpy())
                 st.steps += 1
                 done = terminated | truncated
                 # --- store -----------------------------------------------------------------------------------
                 stored_reward, no_bootstrap = learning_signal(cfg, reward, terminated, truncated)
-                memory.add(obs_t, actions, torch.from_numpy(stored_reward).float(),
-                           torch.from_numpy(final_obs).float(), torch.from_numpy(no_bootstrap).float(),
-                           torch.from_numpy(done).float())
+                memory.add(obs_t, actions, *(torch.from_numpy(a).float().to(dev)
+                                             for a in (stored_reward, final_obs, no_bootstrap, done)))
                 st.ep_return += reward
                 st.ep_length += 1
                 # --- learn -----------------------------------------------------------------------------------
                 learners = st.active if cfg.update_on_episode_end else st.active & ~done
-                updated = torch.zeros(k, dtype=torch.bool)
+                updated = torch.zeros(k, dtype=torch.bool, device=dev)
                 if len(memory) >= cfg.learning_starts:
                     st.learn_steps += 1
                     due = (math.floor(st.learn_steps * cfg.replay_ratio)
                            - math.floor((st.learn_steps - 1) * cfg.replay_ratio))
                     if due and learners.any():
-                        updated = torch.from_numpy(learners)
+                        updated = torch.from_numpy(learners).to(dev)
                         # PER's beta anneals to 1 over the step budget, so the bias correction is complete at
                         # the end.
                         beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * min(1.0, st.steps / cfg.max_steps)
@@ -502,7 +504,8 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
     """
     cfg = validate(cfg)
     cfg, rule = resolve_rule(cfg)
-    observation_size(cfg.env)             # refuse a bad environment before creating any folder
+    observation_size(cfg.env)             # refuse a bad environment or device before creating any folder
+    resolve_device(cfg.device)
     out = Path(out) if out is not None else default_out(cfg)
     prepare_out(out)
     run = Run(cfg, rule, out, tensorboard=tensorboard)
