@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -22,6 +23,8 @@ from cartpole_dqn import build, train
 from cartpole_dqn.bench import fmt, machine
 from cartpole_dqn.bench import median as median_inf
 from cartpole_dqn.config import parse_value
+from cartpole_dqn.envs import RULES
+from cartpole_dqn.scores import episodes_before_solve
 
 
 def main() -> None:
@@ -35,6 +38,9 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--also", default=None, metavar="RULE",
+                   help="also report a lower rule on the same env (e.g. article during a v1 run): its window is "
+                        "reached first, and training up to it is the same run, so its figures come from the scores")
     args = p.parse_args()
 
     overrides = {"seeds": args.seeds, "seed": args.seed_start, "plot_every": 0.0}
@@ -72,10 +78,37 @@ def main() -> None:
     print(f"# success rate {solved / len(result.summaries):.0%} (training rule), "
           f"{eval_solved / len(result.summaries):.0%} (greedy evaluation); total wall "
           f"{max(s['wall_seconds'] for s in result.summaries):.0f} s")
+    also = _also(args.also, result, cfg) if args.also else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": started.isoformat(), "machine": machine(), "summaries": result.summaries,
-                       "medians": medians, "solved": solved, "eval_solved": eval_solved}, f, indent=2)
+                       "medians": medians, "solved": solved, "eval_solved": eval_solved, "also": also}, f, indent=2)
+
+
+def _also(name: str, result, cfg) -> list[dict]:
+    """METRICS.md figures of another rule, read from the training scores of this run."""
+    rule = RULES[name]
+    if rule.env != cfg.env:
+        raise SystemExit(f"--also {name} is defined on {rule.env}, this run is on {cfg.env}")
+    dirs = [result.out] if cfg.seeds == 1 else [result.out / f"seed-{s}" for s in cfg.seed_list]
+    rows = []
+    for seed, d in zip(cfg.seed_list, dirs):
+        scores = list(csv.DictReader(open(d / "scores.csv")))
+        ebs = episodes_before_solve([float(r["return"]) for r in scores], rule.threshold, rule.window)
+        end = scores[ebs + rule.window - 1] if ebs is not None else None
+        rows.append({"seed": seed, "solved": ebs is not None, "episodes_before_solve": ebs,
+                     "steps_to_solve": int(end["env_steps"]) if end else None,
+                     "seconds_to_solve": float(end["wall_seconds"]) if end else None})
+    print(f"# rule {name} (threshold {rule.threshold:g}, window {rule.window}) on the same training episodes:")
+    print(" | ".join(f"{c:>12}" for c in ("seed", "solved", "EBS", "steps", "seconds")))
+    for r in rows:
+        print(" | ".join(f"{fmt(v):>12}" for v in (r["seed"], "yes" if r["solved"] else "no",
+                                                   r["episodes_before_solve"], r["steps_to_solve"],
+                                                   r["seconds_to_solve"])))
+    keys = ("episodes_before_solve", "steps_to_solve", "seconds_to_solve")
+    print(" | ".join(f"{fmt(v):>12}" for v in ["median", f"{sum(r['solved'] for r in rows)}/{len(rows)}",
+                                                 *(median_inf([r[k] for r in rows]) for k in keys)]))
+    return rows
 
 
 if __name__ == "__main__":

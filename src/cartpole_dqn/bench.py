@@ -339,12 +339,14 @@ def _png(fig, plt) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------------- table ---
-def fmt(v: float | int | bool | None) -> str:
+def fmt(v: float | int | bool | str | None) -> str:
     """A table cell: '-' for a figure never reached, thousands separators otherwise."""
     if v is None or (isinstance(v, float) and (math.isinf(v) or math.isnan(v))):
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, str):
+        return v
     return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
 
 
