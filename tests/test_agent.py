@@ -131,3 +131,10 @@ def test_act_is_greedy_at_epsilon_zero_and_random_at_one():
     assert torch.equal(agent.act(obs, torch.zeros(3)), greedy)
     actions = torch.stack([agent.act(obs, torch.ones(3)) for _ in range(200)])
     assert set(actions.unique().tolist()) == {0, 1}
+
+
+def test_reward_clipping_is_an_explicit_switch():
+    reward = np.array([5.0, -3.0, 0.5])
+    no = np.zeros(3, dtype=bool)
+    assert learning_signal(preset("default"), reward, no, no)[0].tolist() == [5.0, -3.0, 0.5]
+    assert learning_signal(preset("default", reward_clip=1.0), reward, no, no)[0].tolist() == [1.0, -1.0, 0.5]

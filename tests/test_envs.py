@@ -57,3 +57,23 @@ def test_step_envs_returns_the_true_final_observation_of_a_truncated_episode():
     assert not np.allclose(final_obs[0], next_obs[0])      # env 0 was reset: acting continues from the new start
     assert np.allclose(final_obs[1], next_obs[1])
     assert abs(final_obs[0][0] - before[0]) < 0.1          # the final state follows from the last one, not a reset
+
+
+def test_neighbour_environments_pick_their_own_preset_and_rule():
+    from cartpole_dqn.config import build
+
+    cfg = build(overrides={"env": "Acrobot-v1"})
+    assert cfg.preset == "acrobot" and cfg.obs_scale == "bounds"
+    assert build("default", overrides={"env": "Acrobot-v1"}).preset == "default"     # a named preset wins
+    assert build("mountaincar").env == "MountainCar-v0"
+    _, rule = resolve_rule(build(overrides={"env": "MountainCar-v0"}))
+    assert rule.threshold == -110 and rule.window == 100
+
+
+def test_an_environment_missing_its_extra_says_which():
+    import importlib.util
+
+    if importlib.util.find_spec("Box2D") is not None:
+        pytest.skip("box2d is installed here")
+    with pytest.raises(ConfigError, match="box2d"):
+        observation_size("LunarLander-v3")

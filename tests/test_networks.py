@@ -70,3 +70,13 @@ def test_noisy_sigma_learns_through_the_shared_gradient():
     net.zero_grad()
     net(torch.randn(1, 5, 4)).sum().backward()
     assert net.layers()[0][2].grad.abs().sum() > 0          # sigma gets a gradient
+
+
+def test_input_bounds_map_finite_coordinates_to_unit_range_and_pass_infinite_ones():
+    import numpy as np
+
+    net = QNetwork(1, 3, 2, (4,))
+    net.set_input_bounds(np.array([-2.0, 0.0, -np.inf]), np.array([2.0, 10.0, np.inf]))
+    obs = torch.tensor([[[2.0, 0.0, 7.0], [-2.0, 10.0, -3.0]]])
+    scaled = (obs - net.in_center) * net.in_scale
+    assert torch.allclose(scaled, torch.tensor([[[1.0, -1.0, 7.0], [-1.0, 1.0, -3.0]]]))

@@ -132,3 +132,13 @@ def test_report_hook_sees_rolling_means_at_its_interval_and_can_stop_the_run(tmp
     log = np.genfromtxt(tmp_path / "run" / "seed-0" / "scores.csv", delimiter=",", names=True)
     assert calls[-1][1][0] == pytest.approx(np.atleast_1d(log["rolling_mean"])[-1], abs=1e-3)
     assert result.interrupted and all(s["env_steps"] == 200 for s in result.summaries)
+
+
+def test_observation_scaling_is_saved_with_the_model(tmp_path):
+    cfg = tiny("mountaincar", max_steps=300, batch_size=8, learning_starts=32,
+               hidden=(8,))
+    result = train(cfg, tmp_path / "m", verbose=False)
+    net, _ = load_model(tmp_path / "m" / "model.safetensors")
+    assert net.in_scale is not None
+    assert np.allclose(net.in_center.numpy(), [-0.3, 0.0]) and np.allclose(net.in_scale.numpy(), [2 / 1.8, 2 / 0.14])
+    assert result.summaries[0]["config"]["obs_scale"] == "bounds"

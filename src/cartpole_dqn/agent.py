@@ -26,6 +26,8 @@ def learning_signal(cfg: Config, reward: np.ndarray, terminated: np.ndarray,
     keeps that (`terminal_on_truncation`, `negate_final_reward`).
     """
     done = terminated | truncated
+    if cfg.reward_clip > 0:
+        reward = np.clip(reward, -cfg.reward_clip, cfg.reward_clip)
     stored = np.where(done, -reward, reward) if cfg.negate_final_reward else reward
     return stored, (done if cfg.terminal_on_truncation else terminated)
 
@@ -47,7 +49,8 @@ def td_target(batch: Batch, online: QNetwork, target: QNetwork, double: bool) ->
 class Agent:
     """K independent DQN agents: `act` picks actions, `learn` takes one replay step, `sync_target` is implicit."""
 
-    def __init__(self, cfg: Config, obs_size: int, n_actions: int, device: torch.device | str = "cpu"):
+    def __init__(self, cfg: Config, obs_size: int, n_actions: int, device: torch.device | str = "cpu",
+                 obs_bounds: tuple[np.ndarray, np.ndarray] | None = None):
         self.cfg = cfg
         self.n_actions = n_actions
         self.device = torch.device(device)
@@ -62,6 +65,9 @@ class Agent:
             self.target = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device, cfg.noisy,
                                    cfg.noisy_sigma0)
             self.target.flat.data.copy_(self.online.flat.data)
+        if obs_bounds is not None:
+            for net in {self.online, self.target}:
+                net.set_input_bounds(*obs_bounds)
         self.online.noise_generator = self.target.noise_generator = self.generator
         # Fused Adam: one kernel over the flat [K, P] parameter instead of about ten elementwise passes; on
         # small networks the optimizer step otherwise costs as much as the forward and backward together.

@@ -63,6 +63,8 @@ def read_json(path: str | Path) -> Any:
 def save_model(path: str | Path, net: QNetwork, k: int, meta: dict[str, Any]) -> None:
     """Seed k's weights, by layer name, plus the metadata to rebuild the network, in one safetensors file."""
     tensors = {name: t.detach()[k].contiguous().cpu() for name, t in net.named_tensors(net.flat.data).items()}
+    if net.in_scale is not None:
+        tensors["input.center"], tensors["input.scale"] = net.in_center.cpu(), net.in_scale.cpu()
     arch = {"obs_size": net.shapes[0][0], "n_actions": net.shapes[net.n_body][1],
             "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling, "noisy": net.noisy}
     header = {key: json.dumps(value) for key, value in {**meta, **arch, "format_version": FORMAT_VERSION}.items()}
@@ -93,6 +95,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QN
         net = QNetwork(1, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
                        bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)))
         views = net.named_tensors(net.flat.data)
+        if "input.scale" in tensors:
+            net.in_center = tensors.pop("input.center").to(device)
+            net.in_scale = tensors.pop("input.scale").to(device)
         if set(views) != set(tensors):
             raise ValueError(f"layers {sorted(tensors)} do not match the architecture {sorted(views)}")
         for name, view in views.items():

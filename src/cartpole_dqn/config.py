@@ -98,6 +98,9 @@ class Config:
     tau: float = _param(0.01, "target sync weight: 1 copies, below 1 is Polyak averaging", low=0.0,
                         low_open=True, high=1.0)
     double: bool = _param(True, "Double DQN: online net picks the next action, target net values it")
+    obs_scale: str = _param("none", "bounds: scale observations to [-1, 1] by the space's finite bounds",
+                            choices=("none", "bounds"))
+    reward_clip: float = _param(0.0, "clip rewards to [-c, c] before learning (0: off)", low=0.0)
     terminal_on_truncation: bool = _param(False, "treat a time-limit cut-off as terminal (the article's bug)")
     negate_final_reward: bool = _param(False, "store the final step's reward negated (the article's penalty)")
 
@@ -139,6 +142,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_rate=0.995,
     ),
 }
+
+# Starting points for CartPole's neighbours, from rl-baselines3-zoo's tuned DQN settings translated to this
+# config (train_freq / gradient_steps become replay_ratio; target intervals are counted in updates). They are picked
+# automatically for their environment when no preset is named.
+_ZOO = dict(hidden=(256, 256), double=True, n_step=1, obs_scale="bounds", epsilon_end=0.1, tau=1.0)
+PRESETS.update({
+    "acrobot": dict(_ZOO, env="Acrobot-v1", lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1000,
+                    gamma=0.99, target_update_interval=250, replay_ratio=1.0, epsilon_decay_steps=12_000,
+                    max_steps=100_000),
+    "mountaincar": dict(_ZOO, env="MountainCar-v0", lr=4e-3, batch_size=128, buffer_size=10_000,
+                        learning_starts=1000, gamma=0.98, target_update_interval=300, replay_ratio=0.5,
+                        epsilon_decay_steps=24_000, epsilon_end=0.07, max_steps=120_000),
+    "lunarlander": dict(_ZOO, env="LunarLander-v3", lr=6.3e-4, batch_size=128, buffer_size=50_000,
+                        learning_starts=1000, gamma=0.99, target_update_interval=250, replay_ratio=1.0,
+                        epsilon_decay_steps=12_000, max_steps=500_000),
+})
+PRESET_FOR_ENV = {"Acrobot-v1": "acrobot", "MountainCar-v0": "mountaincar", "LunarLander-v3": "lunarlander"}
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES: dict[str, Any] = typing.get_type_hints(Config)
@@ -321,7 +341,9 @@ def build(preset_name: str | None = None, file: str | Path | None = None,
     `overrides` (CLI flags and --set), validated."""
     from_file = load_toml(file) if file is not None else {}
     overrides = dict(overrides or {})
-    name = preset_name or overrides.pop("preset", None) or from_file.get("preset") or "default"
+    env = overrides.get("env") or from_file.get("env")
+    name = (preset_name or overrides.pop("preset", None) or from_file.get("preset")
+            or PRESET_FOR_ENV.get(env, "default"))
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: allowed are {', '.join(PRESETS)}")
     values = {**PRESETS[name], **from_file, **overrides, "preset": name}

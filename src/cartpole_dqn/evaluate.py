@@ -144,6 +144,7 @@ def load(path: str | Path) -> Policy:
     with torch.no_grad():
         for i, n in enumerate(nets):
             net.flat[i].copy_(n.flat[0])
+    net.in_center, net.in_scale = nets[0].in_center, nets[0].in_scale
     net.eval()
     return Policy(net, env_id, [int(m.get("seed", i)) for i, m in enumerate(metas)], files)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,9 @@ class QNetwork(nn.Module):
         self.dueling, self.noisy, self.sigma0 = dueling, noisy, sigma0
         self.n_body = len(hidden)
         self.noise_generator: torch.Generator | None = None   # the agent's, so noise is reproducible
+        # Optional input scaling to [-1, 1] from the observation space's bounds (see `set_input_bounds`).
+        self.register_buffer("in_center", None)
+        self.register_buffer("in_scale", None)
         copies = 2 if noisy else 1                             # mean and sigma
         self.flat = nn.Parameter(torch.zeros(seeds, copies * sum(i * o + o for i, o in shapes), device=device))
         self.flat.grad = torch.zeros_like(self.flat)
@@ -72,6 +76,17 @@ class QNetwork(nn.Module):
         names = [f"layer{j}" for j in range(self.n_body)] + ["head"] + (["value"] if self.dueling else [])
         kinds = ("weight", "bias", "weight_sigma", "bias_sigma")
         return {f"{name}.{kind}": t for name, layer in zip(names, self.layers(flat)) for kind, t in zip(kinds, layer)}
+
+    def set_input_bounds(self, low: np.ndarray | torch.Tensor, high: np.ndarray | torch.Tensor) -> None:
+        """Map each observation coordinate with finite bounds onto [-1, 1]; unbounded ones pass through. Stateless
+        and stored with the model, so training, evaluation and recording all see the same inputs."""
+        low = torch.as_tensor(np.asarray(low, dtype=np.float64))
+        high = torch.as_tensor(np.asarray(high, dtype=np.float64))
+        finite = torch.isfinite(low) & torch.isfinite(high) & (high > low)
+        center = torch.where(finite, (high + low) / 2, torch.zeros_like(low))
+        scale = torch.where(finite, 2 / (high - low), torch.ones_like(low))
+        self.in_center = center.float().to(self.flat.device)
+        self.in_scale = scale.float().to(self.flat.device)
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         """Zero the shared gradient buffer in place (setting it to None would cut the layers' views loose)."""
@@ -109,7 +124,7 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         layers = self.layers()
-        x = obs
+        x = obs if self.in_scale is None else (obs - self.in_center) * self.in_scale
         for layer in layers[:self.n_body]:
             x = torch.relu(self._linear(x, layer))
         q = self._linear(x, layers[self.n_body])

@@ -216,7 +216,9 @@ class Run:
         self.board = Board(out, cfg.seed_list) if tensorboard else None
         torch.manual_seed(cfg.seed)
         self.envs = make_envs(cfg.env, cfg.seed_list)
-        self.agent = Agent(cfg, self.obs_size, self.n_actions, self.device)
+        space = self.envs.single_observation_space
+        bounds = (space.low, space.high) if cfg.obs_scale == "bounds" else None
+        self.agent = Agent(cfg, self.obs_size, self.n_actions, self.device, bounds)
         self.memory = ReplayMemory(k, cfg.buffer_size, self.obs_size, gamma=cfg.gamma, n_step=cfg.n_step,
                                    prioritized=cfg.prioritized, alpha=cfg.priority_alpha, device=self.device)
         self.evaluator = (Evaluator(cfg.env, cfg.seed_list, cfg.eval_episodes, EVAL_SEED_BASE) if cfg.eval_every
