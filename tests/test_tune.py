@@ -1,0 +1,255 @@
+"""The Optuna study: search space, objective, storage, pruning, faults, report and export, and a PostgreSQL server
+shared by two workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from glob import glob
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="the tune extra is not installed: pip install 'cartpole-dqn[tune]'")
+
+from optuna.trial import TrialState  # noqa: E402
+
+import cartpole_dqn  # noqa: E402
+from cartpole_dqn import cli  # noqa: E402
+from cartpole_dqn.config import ConfigError, build, validate  # noqa: E402
+from cartpole_dqn.tune import (SEARCH_SPACE, export, objective_value, open_storage, report, search_space,  # noqa: E402
+                               tune)
+from tests.conftest import run_cli, tiny  # noqa: E402
+
+# Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.
+TINY_SET = ["--set", "hidden=16,16", "--set", "batch_size=8", "--set", "learning_starts=32"]
+TINY_FIXED = ("hidden", "batch_size", "learning_starts")
+
+
+def _trials(url: str, name: str):
+    return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(deepcopy=False)
+
+
+# ----------------------------------------------------------------------------------------- search space ---
+def test_every_sampled_trial_is_a_valid_config_and_fixed_settings_are_not_searched():
+    base = tiny(max_steps=10_000)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        params = search_space(trial, base, frozenset({"hidden", "lr"}))
+        validate(dataclasses.replace(base, **params))
+        assert "width" not in trial.params and "depth" not in trial.params and "lr" not in trial.params
+        assert 200 <= params["epsilon_decay_steps"] <= 5000
+        study.tell(trial, 0.0)
+    searched = {name for t in study.trials for name in t.params}
+    assert searched == set(SEARCH_SPACE) - {"width", "depth", "lr"}
+
+
+def test_objective_is_the_median_with_unsolved_seeds_at_twice_the_budget():
+    assert objective_value([100, 300, 200], budget=1000) == 200
+    assert objective_value([100, None, None], budget=1000) == 2000
+    assert objective_value([None], budget=500) == 1000
+
+
+# -------------------------------------------------------------------------------------------- the study ---
+def test_a_study_in_sqlite_by_default_keeps_every_trial_and_a_second_run_adds_to_it(tmp_path):
+    base = tiny(seeds=2)
+    first = tune(base, trials=2, out=tmp_path, budget=300, fixed=TINY_FIXED)
+    assert (tmp_path / "study.db").exists() and first.counts["complete"] == 2
+    second = tune(base, trials=1, out=tmp_path, budget=300, fixed=TINY_FIXED)
+    assert second.counts["complete"] == 3 and second.study == "CartPole-v1-default"
+    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default")
+    assert [t.number for t in trials] == [0, 1, 2]
+    for t in trials:
+        assert t.value == objective_value(t.user_attrs["steps_to_solve"], 300)
+        assert len(t.user_attrs["steps_to_solve"]) == 2
+        assert t.user_attrs["config"]["hidden"] == [16, 16] and t.user_attrs["config"]["max_steps"] == 300
+        assert (tmp_path / "trials" / "CartPole-v1-default" / f"trial-{t.number}" / "seed-0" / "scores.csv").exists()
+
+
+def test_the_pruner_hears_the_rolling_mean_and_stops_a_poor_trial_early(tmp_path):
+    # Reported values are minus the rolling mean (about -20 here): a threshold of -1e6 prunes at the first report.
+    result = tune(tiny(), trials=1, out=tmp_path, budget=600, fixed=TINY_FIXED,
+                  pruner=optuna.pruners.ThresholdPruner(upper=-1e6))
+    assert result.counts["pruned"] == 1
+    (t,) = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default")
+    (step,) = t.intermediate_values
+    assert step == 100 and -500 <= t.intermediate_values[step] < 0
+
+
+def test_jobs_run_trials_in_parallel_worker_processes(tmp_path):
+    result = tune(tiny(), trials=2, jobs=2, out=tmp_path, budget=300, fixed=TINY_FIXED)
+    assert result.counts["complete"] == 2
+    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default")
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2
+
+
+def test_a_journal_file_works_as_storage(tmp_path):
+    url = f"journal:{tmp_path / 'journal.log'}"
+    result = tune(tiny(), trials=1, out=tmp_path, budget=200, storage=url, study="j", fixed=TINY_FIXED)
+    assert result.counts["complete"] == 1 and not (tmp_path / "study.db").exists()
+
+
+# ----------------------------------------------------------------------------------------------- faults ---
+def test_a_study_name_made_for_another_environment_is_refused_in_one_line(tmp_path):
+    tune(tiny(), trials=1, out=tmp_path, budget=200, study="s", fixed=TINY_FIXED)
+    with pytest.raises(ConfigError, match="exists for CartPole-v1; this run asks CartPole-v0"):
+        tune(tiny(env="CartPole-v0"), trials=1, out=tmp_path, budget=200, study="s")
+    r = run_cli("tune", "--env", "CartPole-v0", "--trials", "1", "--study", "s", "--budget-steps", "200",
+                "--out", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "exists for CartPole-v1" in r.stderr
+    with pytest.raises(ConfigError, match="budget_steps=200; this run asks 300"):
+        tune(tiny(), trials=1, out=tmp_path, budget=300, study="s")
+
+
+@pytest.mark.parametrize("url, says", [
+    ("nonsense-url", "cannot open storage 'nonsense-url'"),
+    ("postgresql://user:secret@127.0.0.1:1/db", "cannot open storage 'postgresql://user:***@127.0.0.1:1/db'"),
+])
+def test_a_malformed_or_unreachable_storage_is_one_line_and_exit_2(tmp_path, url, says):
+    r = run_cli("tune", "--trials", "1", "--storage", url, "--out", str(tmp_path), timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and says in r.stderr and "secret" not in r.stderr
+
+
+def test_without_optuna_tune_names_the_extra_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    monkeypatch.delitem(sys.modules, "cartpole_dqn.tune", raising=False)
+    monkeypatch.delattr(cartpole_dqn, "tune", raising=False)
+    assert cli.main(["tune", "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cartpole-dqn[tune]" in err
+
+
+def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_study_usable(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    common = ["tune", "--trials", "1", "--seeds", "1", "--budget-steps", "400", "--out", str(tmp_path)]
+    slow = ["--set", "hidden=256,256,256", "--set", "batch_size=256", "--set", "replay_ratio=64",
+            "--set", "learning_starts=32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", *common, *slow], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (tmp_path / "study.db").exists() and worker.poll() is None:
+                try:
+                    if any(t.state == TrialState.RUNNING and "config" in t.user_attrs
+                           for t in _trials(url, "CartPole-v1-default")):
+                        break
+                except Exception:  # the study is still being created
+                    pass
+            assert worker.poll() is None, "the slow trial ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial started within 120 s")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    r = run_cli(*common, *TINY_SET)
+    assert r.returncode == 0, r.stderr
+    states = [t.state for t in _trials(url, "CartPole-v1-default")]
+    assert states[0] == TrialState.FAIL and states[1] in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert len(states) == 2
+
+
+# ----------------------------------------------------------------------------------- report and export ---
+def test_report_prints_the_best_trials_and_saves_figures_and_export_feeds_train(tmp_path):
+    r = run_cli("tune", "--trials", "2", "--seeds", "1", "--budget-steps", "300", "--out", str(tmp_path),
+                *TINY_SET)
+    assert r.returncode == 0, r.stderr
+    assert "complete 2" in r.stdout
+    r = run_cli("tune", "--report", "--out", str(tmp_path), "--export", str(tmp_path / "best.toml"))
+    assert r.returncode == 0, r.stderr
+    assert "best trials" in r.stdout and "#" in r.stdout
+    assert (tmp_path / "history.png").stat().st_size > 0 and (tmp_path / "importance.png").stat().st_size > 0
+    cfg = build(file=tmp_path / "best.toml")
+    best = min(_trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default"), key=lambda t: t.value)
+    assert cfg.hidden == (16, 16) and cfg.lr == pytest.approx(best.params["lr"])
+    r = run_cli("train", "--config", str(tmp_path / "best.toml"), "--max-steps", "60", "--eval-every", "0",
+                "--set", "final_eval_episodes=0", "--quiet", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_report_without_a_study_says_so(tmp_path):
+    r = run_cli("tune", "--report", "--out", str(tmp_path / "none"))
+    assert r.returncode == 2 and "no study" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_export_module_function_refuses_a_study_with_no_finished_trial(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(storage=url, study_name="e")
+    with pytest.raises(ConfigError, match="no finished trial"):
+        export(url, "e", tmp_path / "best.toml")
+    assert report(url, "e", tmp_path)[0].startswith("study e")
+
+
+# ------------------------------------------------------------------------------------------- PostgreSQL ---
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """CARTPOLE_DQN_TEST_POSTGRES (CI starts a server), else a throw-away server of our own, else skip."""
+    url = os.environ.get("CARTPOLE_DQN_TEST_POSTGRES")
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed: pip install 'cartpole-dqn[tune]'")
+    if url:
+        yield url
+        return
+    bins = sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not bins and shutil.which("pg_ctl"):
+        bins = [shutil.which("pg_ctl")]
+    if not bins:
+        pytest.skip("PostgreSQL is not installed (no pg_ctl; apt-get install postgresql) and "
+                    "CARTPOLE_DQN_TEST_POSTGRES is not set")
+    bindir = Path(bins[-1]).parent
+    prefix: list[str] = []
+    root = tempfile.mkdtemp(prefix="cartpole-dqn-pg-")
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the test server")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = f"{root}/data"
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
+                   check=True, capture_output=True)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", data, "-o", opts, "-l", f"{root}/log", "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study_and_no_trial_is_lost_or_counted_twice(tmp_path, postgres_url):
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "cartpole_dqn", "tune", "--storage", postgres_url, "--study", name, "--trials", "3",
+           "--seeds", "2", "--budget-steps", "300", "--out", str(tmp_path), *TINY_SET]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err for _, err in outputs]
+    trials = _trials(postgres_url, name)
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    pids = [t.user_attrs["worker"]["pid"] for t in trials]
+    assert sorted(pids.count(p) for p in set(pids)) == [3, 3] and {w.pid for w in workers} == set(pids)
