@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -165,11 +166,20 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     elif url.startswith("postgres"):
         connect_args["connect_timeout"] = 10  # an unreachable host is an error in seconds, not minutes
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(_with_driver(url), engine_kwargs={"connect_args": connect_args,
-                                                                  "pool_pre_ping": True},
-                                              heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        _with_driver(url), engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                        heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
+            except sqlalchemy.exc.IntegrityError:
+                # Workers starting together on an empty database race to create Optuna's tables; the loser
+                # finds them made on its next try.
+                if attempt == 2:
+                    raise
+                time.sleep(1.0 + attempt)
+        raise AssertionError("unreachable")
     except ImportError as e:
         raise ConfigError(f"storage {shown(url)!r} needs a driver that is not installed "
                           f"({_first_line(e.__cause__ or e)}): pip install 'cartpole-dqn[tune]'") from None
