@@ -86,8 +86,12 @@ def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
 
 
 def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
-    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150), tmp_path / "b", procs=2, verbose=False)
+    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150), tmp_path / "b", procs=2, threads=2,
+                       verbose=False)
     assert [r["seed"] for r in result.rows] == [7, 8] and result.report["procs"] == 2
+    # the thread count reaches the training processes (and the record), not only this one
+    assert result.report["config"]["threads"] == 2 and result.report["machine"].endswith("2 threads")
+    assert json.loads((tmp_path / "b" / "runs" / "seeds-7-7" / "config.json").read_text())["threads"] == 2
     assert (tmp_path / "b" / "runs" / "seeds-7-7" / "summary.json").exists()
 
 

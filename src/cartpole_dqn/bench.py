@@ -116,8 +116,9 @@ def _finite(v: float) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------- machine ---
-def machine() -> str:
-    """CPU model, cores, torch version and thread count: the context every timing needs."""
+def machine(threads: int | None = None) -> str:
+    """CPU model, cores, torch version and thread count (`threads`: those the timed work used, when not this
+    process's current setting): the context every timing needs."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -127,7 +128,8 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     device = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on {device}, {torch.get_num_threads()} threads"
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on {device}, "
+            f"{threads or torch.get_num_threads()} threads")
 
 
 def versions() -> dict[str, str]:
@@ -158,14 +160,14 @@ def seed_dirs(run_out: Path, seeds: list[int]) -> list[Path]:
     return [run_out] if len(seeds) == 1 else [run_out / f"seed-{s}" for s in seeds]
 
 
-def _train_part(cfg: Config, out: Path, threads: int) -> list[dict]:
-    """One process's share of the seeds (module level, so a spawned worker can import it)."""
+def _train_part(cfg: Config, out: Path) -> list[dict]:
+    """One process's share of the seeds (module level, so a spawned worker can import it). Training sets torch's
+    thread count from `cfg.threads`; the caller's is put back afterwards."""
     import torch
 
     from .train import train
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
         return train(cfg, out, verbose=False).summaries
     finally:
@@ -190,7 +192,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
     from .train import prepare_out
 
     check_arguments(cfg.seeds, cfg.seed, procs, threads)
-    cfg = dataclasses.replace(cfg, plot_every=0.0)
+    cfg = dataclasses.replace(cfg, plot_every=0.0, threads=threads)
     cfg, rule = resolve_rule(cfg)
     out = Path(out)
     prepare_out(out)
@@ -202,15 +204,16 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
     runs = [out / "runs" / (f"seeds-{p[0]}-{p[-1]}" if len(parts) > 1 else "all") for p in parts]
     configs = [dataclasses.replace(cfg, seed=int(p[0]), seeds=len(p)) for p in parts]
     if len(parts) == 1:
-        summaries = _train_part(configs[0], runs[0], threads)
+        summaries = _train_part(configs[0], runs[0])
     else:
         with ProcessPoolExecutor(len(parts), mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_train_part, c, r, threads) for c, r in zip(configs, runs)]
+            futures = [pool.submit(_train_part, c, r) for c, r in zip(configs, runs)]
             summaries = [s for f in futures for s in f.result()]
     dirs = [d for r, p in zip(runs, parts) for d in seed_dirs(r, [int(s) for s in p])]
     rows = [{key: s[key] for key in COLUMNS} for s in summaries]
     stats = statistics(rows)
-    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(), "versions": versions(),
+    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads),
+              "versions": versions(),
               "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
               "rule": {"name": rule.name, "threshold": rule.threshold, "window": rule.window},
               "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),

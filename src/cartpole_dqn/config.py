@@ -95,7 +95,7 @@ class Config:
     # --- targets -------------------------------------------------------------------------------------------------
     target_update_interval: int = _param(1, "sync the target network every N updates (0: no target network)",
                                          low=0)
-    tau: float = _param(0.01, "target sync weight: 1 copies, below 1 is Polyak averaging", low=0.0,
+    tau: float = _param(0.005, "target sync weight: 1 copies, below 1 is Polyak averaging", low=0.0,
                         low_open=True, high=1.0)
     double: bool = _param(True, "Double DQN: online net picks the next action, target net values it")
     obs_scale: str = _param("none", "bounds: scale observations to [-1, 1] by the space's finite bounds",
