@@ -125,10 +125,11 @@ def run_sb3(seed: int, steps: int, eval_every: int, eval_episodes: int) -> Recor
     return rec
 
 
-def run_ours(seed: int, steps: int, eval_every: int, eval_episodes: int, out: Path) -> Record:
+def run_ours(seed: int, steps: int, eval_every: int, eval_episodes: int, threads: int, out: Path) -> Record:
     """Train our default preset on one seed under the v1 rule and read its records back from its files."""
     cfg = build("default", overrides=dict(rule="v1", seed=seed, seeds=1, max_steps=steps, eval_every=eval_every,
-                                          eval_episodes=eval_episodes, final_eval_episodes=100, plot_every=0.0))
+                                          eval_episodes=eval_episodes, final_eval_episodes=100, plot_every=0.0,
+                                          threads=threads))
     result = train(cfg, out, verbose=False)
     rec = Record()
     with open(out / "scores.csv", newline="") as f:
@@ -165,7 +166,7 @@ def main() -> None:
         for seed in seeds:
             if args.only != "sb3":
                 figures["ours"].append(run_ours(seed, args.ours_steps, args.eval_every, args.eval_episodes,
-                                                Path(tmp) / f"ours-{seed}").figures())
+                                                args.threads, Path(tmp) / f"ours-{seed}").figures())
             if args.only != "ours":
                 figures["sb3"].append(run_sb3(seed, args.sb3_steps, args.eval_every, args.eval_episodes).figures())
 

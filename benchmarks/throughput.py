@@ -20,19 +20,18 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from cartpole_dqn import build, train
 from cartpole_dqn.bench import machine
 from cartpole_dqn.config import parse_value
 
 
-def measure(preset: str, seeds: int, steps: int, learning_starts: int, overrides: dict, out: Path) -> float:
-    """Wall seconds of the training loop for `seeds` seeds x `steps` env steps each."""
+def measure(preset: str, seeds: int, steps: int, learning_starts: int, threads: int, overrides: dict,
+            out: Path) -> float:
+    """Wall seconds of the training loop for `seeds` seeds x `steps` env steps each on `threads` torch threads."""
     cfg = build(preset, overrides={
         "seeds": seeds, "max_steps": steps, "max_episodes": 1_000_000, "learning_starts": learning_starts,
         "replay_ratio": 1.0, "eval_every": 0, "final_eval_episodes": 0, "plot_every": 0.0,
-        "solve_score": 1e9, **overrides})
+        "solve_score": 1e9, "threads": threads, **overrides})
     result = train(cfg, out, verbose=False)
     return max(s["wall_seconds"] for s in result.summaries)
 
@@ -44,8 +43,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5000, help="env steps per seed")
     p.add_argument("--learning-starts", type=int, default=100)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
-                   help="torch intra-op thread counts to measure")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="torch intra-op thread counts to measure (the config's `threads`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     overrides = {}
@@ -56,17 +55,17 @@ def main() -> None:
     started = datetime.now(timezone.utc)
     print(f"# throughput: preset {args.preset}, replay ratio 1, learning_starts {args.learning_starts}, "
           f"{args.steps:,} env steps per seed, eval off, median of {args.repeats}")
-    print(f"# seeds 0..K-1; {started:%Y-%m-%d %H:%M} UTC; {machine()}")
+    print(f"# seeds 0..K-1; {started:%Y-%m-%d %H:%M} UTC; {machine(args.threads[0])}")
     if overrides:
         print(f"# overrides: {overrides}")
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         for threads in args.threads:
-            torch.set_num_threads(threads)
             walls: dict[int, list[float]] = {k: [] for k in args.seeds}
             for r in range(args.repeats):
                 for k in args.seeds:
                     out = Path(tmp) / f"t{threads}-k{k}-r{r}"
-                    walls[k].append(measure(args.preset, k, args.steps, args.learning_starts, overrides, out))
+                    walls[k].append(measure(args.preset, k, args.steps, args.learning_starts, threads, overrides,
+                                          out))
             base = statistics.median(walls[args.seeds[0]])
             print(f"\n## torch threads {threads}")
             print(f"{'K':>4} | {'median wall s':>13} | {'env steps/s (all seeds)':>23} | {'per seed':>9} | "
