@@ -25,7 +25,7 @@ def tiny(name: str = "default", **overrides):
 
 
 def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {**kwargs.pop("env", os.environ), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "cartpole_dqn", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, **kwargs)
 

@@ -67,6 +67,13 @@ def test_a_recorded_gif_has_one_frame_per_step(k_run, tmp_path):
     assert frames.shape[1:3] == (400, 600)
 
 
+def test_record_on_a_headless_machine_prints_no_error(k_run, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    r = run_cli("record", str(k_run), "--out", str(tmp_path / "a.gif"), env=env)
+    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
+    assert "Recorded" in r.stdout
+
+
 def test_record_writes_an_mp4_and_refuses_unknown_extensions(k_run, tmp_path, capsys):
     rec = record(k_run, tmp_path / "agent.mp4")
     assert (tmp_path / "agent.mp4").stat().st_size > 1000 and rec.frames == rec.returns[0]

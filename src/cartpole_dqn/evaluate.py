@@ -265,6 +265,10 @@ def record(model: str | Path | Policy, out: str | Path, episodes: int = 1, fps: 
     if episodes < 1 or fps < 1:
         raise ConfigError(f"--episodes {episodes} and --fps {fps} must both be integers >= 1")
     policy = _policy(model)
+    if not has_display():
+        # Off-screen rendering needs no window system; without this SDL prints a spurious "error:" line on
+        # headless machines. Left alone where a display exists, so `play` in the same process still opens one.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make(policy.env, render_mode="rgb_array")
     frames, returns = [], []
     try:
