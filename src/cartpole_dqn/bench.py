@@ -212,8 +212,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
     dirs = [d for r, p in zip(runs, parts) for d in seed_dirs(r, [int(s) for s in p])]
     rows = [{key: s[key] for key in COLUMNS} for s in summaries]
     stats = statistics(rows)
-    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads),
-              "versions": versions(),
+    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads), "versions": versions(),
               "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
               "rule": {"name": rule.name, "threshold": rule.threshold, "window": rule.window},
               "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),
