@@ -2,10 +2,11 @@
 
     python benchmarks/ablation.py                       # seeds 0-9, 150,000 env steps per seed
     python benchmarks/ablation.py --seeds 3 --max-steps 30000 --variants vanilla,+n-step
+    python benchmarks/ablation.py --variants vanilla,+double --reuse classic=runs/classic-bench --reuse all=runs/x/all
 
 Variants: the classic preset; vanilla DQN with a target network (the default preset without Double DQN and with
 one-step returns); vanilla plus each improvement alone (+double, +dueling, +n-step, +prioritized, +noisy); all of
-them together. Each trains under the `v1` rule; EBS under `article` is read from the same training scores (the
+them together; and the `default` preset for reference. Each trains under the `v1` rule; EBS under `article` is read from the same training scores (the
 rolling mean passes 195 before it can reach 475). Prints one row per variant (median EBS under `article`, success
 rates, median and IQM [95% CI] steps to solve `v1`, median eval steps to solve, median final greedy score) with
 seeds, machine and date, and draws the variants' median curves on one figure. It measures; it asserts nothing.
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from cartpole_dqn import build
-from cartpole_dqn.bench import curves_on_grid, describe, fmt, machine, read_curve, run_bench, seed_dirs
+from cartpole_dqn.bench import (bench_seed_dirs, curves_on_grid, describe, fmt, load_bench, machine, read_curve,
+                                run_bench)
 from cartpole_dqn.scores import episodes_before_solve, read_scores
 
 VANILLA = dict(double=False, n_step=1, dueling=False, prioritized=False, noisy=False)
@@ -36,6 +38,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "+prioritized": ("default", {**VANILLA, "prioritized": True}),
     "+noisy": ("default", {**VANILLA, **NOISY}),
     "all": ("default", {**VANILLA, "double": True, "dueling": True, "n_step": 3, "prioritized": True, **NOISY}),
+    "default": ("default", {}),
 }
 
 
@@ -46,45 +49,62 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=150_000)
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--out", default=None, help="folder for every variant's bench (default runs/ablation-<time>)")
+    p.add_argument("--reuse", action="append", default=[], metavar="VARIANT=DIR",
+                   help="take a variant from a finished `bench` folder instead of training it (e.g. the classic "
+                        "preset's own bench, or a share of the variants run in another process); its rule, "
+                        "seeds and budget are reported as they ran")
     args = p.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
+    reuse = dict(item.split("=", 1) for item in args.reuse)
+    unknown = [n for n in [*names, *reuse] if n not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}: allowed are {', '.join(VARIANTS)}")
     started = datetime.now(timezone.utc)
     out = Path(args.out or f"runs/ablation-{started:%Y%m%d-%H%M%S}")
     rows, curves = [], {}
-    for name in names:
-        preset_name, overrides = VARIANTS[name]
-        cfg = build(preset_name, overrides={**overrides, "rule": "v1", "seeds": args.seeds, "seed": args.seed_start,
-                                            "max_steps": args.max_steps, "max_episodes": 100_000})
-        result = run_bench(cfg, out / name.lstrip("+"), verbose=False)
-        dirs = seed_dirs(result.out / "runs" / "all", cfg.seed_list)
+    for name in [n for n in VARIANTS if n in names or n in reuse]:
+        if name in reuse:
+            result = load_bench(reuse[name])
+        else:
+            preset_name, overrides = VARIANTS[name]
+            cfg = build(preset_name, overrides={**overrides, "rule": "v1", "seeds": args.seeds,
+                                                "seed": args.seed_start, "max_steps": args.max_steps,
+                                                "max_episodes": 100_000})
+            result = run_bench(cfg, out / name.lstrip("+"), verbose=False)
+        dirs = bench_seed_dirs(result)
         ebs = [episodes_before_solve(read_scores(d)[0], 195.0, 100) for d in dirs]
-        stats = result.stats
-        rows.append({"variant": name, "article_ebs": describe(ebs),
-                     "article_solved": sum(e is not None for e in ebs) / len(ebs),
-                     "v1_solved": stats["success_rate"], "eval_solved": stats["eval_success_rate"],
-                     "v1_steps": stats["steps_to_solve"], "eval_steps": stats["eval_steps_to_solve"],
-                     "final_greedy": stats["final_greedy_score"], "wall_seconds": result.report["wall_seconds"]})
+        stats, rep = result.stats, result.report
+        v1 = rep["rule"]["name"] == "v1"      # a reused bench may have run under another rule (classic: article)
+        rows.append({"variant": name, "bench": str(result.out), "rule": rep["rule"]["name"], "seeds": rep["seeds"],
+                     "budget_steps": rep["config"]["max_steps"], "budget_episodes": rep["config"]["max_episodes"],
+                     "article_ebs": describe(ebs), "article_solved": sum(e is not None for e in ebs) / len(ebs),
+                     "v1_solved": stats["success_rate"] if v1 else None, "eval_solved": stats["eval_success_rate"],
+                     "v1_steps": stats["steps_to_solve"] if v1 else None, "eval_steps": stats["eval_steps_to_solve"],
+                     "final_greedy": stats["final_greedy_score"], "wall_seconds": rep["wall_seconds"],
+                     "date": rep["date"]})
         curves[name] = curves_on_grid([read_curve(d / "scores.csv", 100) for d in dirs])
-        print(f"# {name}: done in {result.report['wall_seconds']:,.0f} s", flush=True)
+        print(f"# {name}: {'read from ' + reuse[name] if name in reuse else 'trained'}, "
+              f"{rep['wall_seconds']:,.0f} s", flush=True)
 
-    print(f"# ablation on CartPole-v1, seeds {args.seed_start}-{args.seed_start + args.seeds - 1}, budget "
-          f"{args.max_steps:,} env steps per seed; {started:%Y-%m-%d %H:%M} UTC; {machine()}")
-    heads = ("variant", "EBS article", "solved art.", "solved v1", "solved eval", "steps v1 (median)",
-             "steps v1 IQM [95% CI]", "eval steps", "final greedy")
+    print(f"# ablation on CartPole-v1, {started:%Y-%m-%d %H:%M} UTC; {machine(1)}")
+    print("# seeds, budget and rule per variant below; 'n/a' = the variant stopped at the `article` rule, so `v1` "
+          "was not measured")
+    heads = ("variant", "seeds", "budget", "rule", "EBS article", "solved art.", "solved v1", "solved eval",
+             "steps v1 (median)", "steps v1 IQM [95% CI]", "eval steps", "final greedy")
     print(" | ".join(heads))
     for r in rows:
         steps = r["v1_steps"]
-        ci = f"{fmt(steps['iqm'])} [{fmt(steps['ci_low'])}, {fmt(steps['ci_high'])}]"
-        print(" | ".join([r["variant"], fmt(r["article_ebs"]["median"]), f"{r['article_solved']:.0%}",
-                          f"{r['v1_solved']:.0%}", f"{r['eval_solved']:.0%}", fmt(steps["median"]), ci,
-                          fmt(r["eval_steps"]["median"]), fmt(r["final_greedy"]["median"])]))
+        ci = f"{fmt(steps['iqm'])} [{fmt(steps['ci_low'])}, {fmt(steps['ci_high'])}]" if steps else "n/a"
+        budget = (f"{r['budget_steps']:,} steps" if r["budget_episodes"] >= 100_000
+                  else f"{r['budget_episodes']:,} episodes")
+        print(" | ".join([r["variant"], f"{r['seeds'][0]}-{r['seeds'][-1]}", budget, r["rule"],
+                          fmt(r["article_ebs"]["median"]), f"{r['article_solved']:.0%}",
+                          f"{r['v1_solved']:.0%}" if steps else "n/a", f"{r['eval_solved']:.0%}",
+                          fmt(steps["median"]) if steps else "n/a", ci, fmt(r["eval_steps"]["median"]),
+                          fmt(r["final_greedy"]["median"])]))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps({"date": started.isoformat(), "machine": machine(),
-                                                  "seeds": args.seeds, "seed_start": args.seed_start,
-                                                  "max_steps": args.max_steps, "rows": rows}, indent=2) + "\n")
+    (out / "ablation.json").write_text(json.dumps({"date": started.isoformat(), "machine": machine(1),
+                                                  "rows": rows}, indent=2) + "\n")
     _plot(out / "ablation.png", curves)
     print(f"# figure: {out / 'ablation.png'}")
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from cartpole_dqn.bench import (COLUMNS, FIGURES, bootstrap_ci, curves_on_grid, iqm, median, run_bench,
-                                statistics, success_rate)
+from cartpole_dqn.bench import (COLUMNS, FIGURES, bench_seed_dirs, bootstrap_ci, curves_on_grid, iqm, load_bench,
+                                median, run_bench, statistics, success_rate)
+from cartpole_dqn.config import ConfigError
 from cartpole_dqn.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -83,6 +84,9 @@ def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
     assert set(FIGURES) <= set(report["statistics"]) and "torch" in report["versions"]
     for name in ("curves.png", "ebs.png"):
         assert (out / name).read_bytes()[:8] == PNG
+    again = load_bench(out)
+    assert again.rows == report["per_seed"] and again.stats == report["statistics"]
+    assert bench_seed_dirs(again) == [out / "runs" / "all" / f"seed-{s}" for s in (4, 5, 6)]
 
 
 def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
@@ -93,6 +97,12 @@ def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
     assert result.report["config"]["threads"] == 2 and result.report["machine"].endswith("2 threads")
     assert json.loads((tmp_path / "b" / "runs" / "seeds-7-7" / "config.json").read_text())["threads"] == 2
     assert (tmp_path / "b" / "runs" / "seeds-7-7" / "summary.json").exists()
+    assert bench_seed_dirs(load_bench(tmp_path / "b")) == [tmp_path / "b" / "runs" / f"seeds-{s}-{s}" for s in (7, 8)]
+
+
+def test_a_folder_without_a_finished_bench_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no finished benchmark"):
+        load_bench(tmp_path)
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -160,6 +160,28 @@ def seed_dirs(run_out: Path, seeds: list[int]) -> list[Path]:
     return [run_out] if len(seeds) == 1 else [run_out / f"seed-{s}" for s in seeds]
 
 
+def load_bench(out: str | Path) -> BenchResult:
+    """A finished benchmark read back from its folder (bench.json), to tabulate or compare it again."""
+    out = Path(out)
+    try:
+        report = json.loads((out / "bench.json").read_text())
+        return BenchResult(out, report["per_seed"], report["statistics"], report)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{str(out)!r} holds no finished benchmark (bench.json): {e}") from None
+
+
+def bench_seed_dirs(result: BenchResult) -> list[Path]:
+    """Every seed's run folder in a benchmark, in seed order, whether it trained in one process or several."""
+    seeds = result.report["seeds"]
+    if result.report.get("procs", 1) == 1:
+        return seed_dirs(result.out / "runs" / "all", seeds)
+    found = {int(d.name.removeprefix("seed-")): d for d in (result.out / "runs").glob("seeds-*/seed-*")}
+    for part in (result.out / "runs").glob("seeds-*"):
+        if not any(part.glob("seed-*")):          # a one-seed slice writes straight into its folder
+            found[int(part.name.split("-")[1])] = part
+    return [found[s] for s in seeds]
+
+
 def _train_part(cfg: Config, out: Path) -> list[dict]:
     """One process's share of the seeds (module level, so a spawned worker can import it). Training sets torch's
     thread count from `cfg.threads`; the caller's is put back afterwards."""
