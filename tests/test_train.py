@@ -115,7 +115,7 @@ def test_sigint_leaves_complete_files_and_exit_130(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if (out / "scores.csv").exists() and len((out / "scores.csv").read_text().splitlines()) > 20:
+        if (out / "scores.csv").exists() and len((out / "scores.csv").read_text().splitlines()) > 21:  # + header
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

@@ -60,6 +60,10 @@ class ReplayMemory:
         self.terminal = torch.empty(seeds, capacity, device=device)
         self.episode_end = torch.empty(seeds, capacity, device=device)
         self._rows = torch.arange(seeds, device=device).unsqueeze(1)
+        # gamma^j for the n lookahead steps, and gamma^m for a window of m steps, by repeated products in float32.
+        powers = torch.cat([torch.ones(1, device=device), torch.full((n_step,), gamma, device=device).cumprod(0)])
+        self._ahead = torch.arange(n_step, device=device)
+        self._powers, self._powers_after = powers[:-1], powers[1:]
         self.prioritized, self.alpha = prioritized, alpha
         if prioritized:
             self.depth = max(0, (capacity - 1).bit_length())
@@ -117,21 +121,20 @@ class ReplayMemory:
         rows = self._rows
         if self.n_step == 1:
             return self.reward[rows, idx], idx, self.gamma * (1.0 - self.terminal[rows, idx])
-        # Transitions written after slot idx: the lookahead must not run into slots not yet (re)written.
-        newer = (self.pos - 1 - idx) % self.capacity
-        ret = torch.zeros_like(self.reward[rows, idx])
-        alive = torch.ones_like(ret)            # 1 while the n-step window is still inside the episode
-        last = idx.clone()
-        discount = torch.ones_like(ret)
-        for j in range(self.n_step):
-            slot = (idx + j) % self.capacity
-            use = (alive * (j <= newer).float()) > 0
-            # torch.where, not a product: slots never written hold whatever memory held (NaN too), and 0 * NaN
-            # would poison the return.
-            ret += torch.where(use, discount * self.reward[rows, slot], 0.0)
-            last = torch.where(use, slot, last)
-            discount = torch.where(use, discount * self.gamma, discount)
-            alive = torch.where(use, 1.0 - self.episode_end[rows, slot], 0.0)
+        # All n lookahead slots [K, B, n] in one gather. Step j is used if it has been written since idx (the
+        # lookahead must not run into slots not yet (re)written) and no episode ended at an earlier step.
+        slots = (idx.unsqueeze(-1) + self._ahead) % self.capacity
+        written = self._ahead <= ((self.pos - 1 - idx) % self.capacity).unsqueeze(-1)
+        # torch.where, not a product: slots never written hold whatever memory held (NaN too), and 0 * NaN
+        # would poison the return.
+        end = torch.where(written, self.episode_end[rows.unsqueeze(-1), slots], 1.0)
+        still_in = torch.cumprod(1.0 - end, dim=-1).roll(1, dims=-1)
+        still_in[..., 0] = 1.0
+        use = written & (still_in > 0)
+        ret = torch.where(use, self._powers * self.reward[rows.unsqueeze(-1), slots], 0.0).sum(-1)
+        steps = use.sum(-1, keepdim=True)                     # m >= 1: slot idx itself is always used
+        last = slots.gather(-1, steps - 1).squeeze(-1)
+        discount = self._powers_after.gather(0, steps.view(-1) - 1).view_as(last)
         return ret, last, discount * (1.0 - self.terminal[rows, last])
 
     # ----------------------------------------------------------------------------------------- priorities ---
