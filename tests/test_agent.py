@@ -1,5 +1,3 @@
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -114,22 +112,6 @@ def test_seeds_learn_independently():
     a2.learn(b, torch.tensor([True, True]))
     assert torch.allclose(a1.online.flat[0], a2.online.flat[0])
     assert not torch.allclose(a1.online.flat[1], a2.online.flat[1])
-
-
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="torch.compile on CPU needs a C++ compiler")
-def test_the_compiled_loss_takes_the_same_steps_as_the_eager_one():
-    g = torch.Generator().manual_seed(0)
-    batches = [_random_batch(3, 32, g) for _ in range(3)]
-    mask = torch.tensor([True, False, True])
-    flats = []
-    for compiled in (False, True):
-        agent = Agent(preset("default", seeds=3, hidden=(16, 16), compile=compiled), 4, 2)
-        stats = [agent.learn(b, mask) for b in batches]
-        flats.append((agent.online.flat.detach().clone(), agent.target.flat.detach().clone(), stats[-1]["loss"]))
-    (w0, t0, l0), (w1, t1, l1) = flats
-    assert torch.allclose(w0, w1, atol=1e-6) and torch.allclose(t0, t1, atol=1e-6) and torch.allclose(l0, l1)
-    assert not torch.equal(w0, Agent(preset("default", seeds=3, hidden=(16, 16)), 4, 2).online.flat)
 
 
 def test_learning_reduces_td_error_on_a_fixed_batch():

@@ -74,9 +74,6 @@ class Agent:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, fused=True)
         self.epsilon = torch.full((k,), cfg.epsilon_start, device=self.device)
         self.updates = 0
-        # Compiling fuses the loss's dozens of small operators and their gradients into a few kernels: on small
-        # networks their per-call overhead, not the arithmetic, is what an update costs.
-        self._loss = torch.compile(self.loss, dynamic=False) if cfg.compile else self.loss
 
     # ----------------------------------------------------------------------------------------------- acting ---
     @torch.inference_mode()   # no autograd bookkeeping at all: acting is on the per-step path
@@ -117,17 +114,13 @@ class Agent:
         merged = {key: torch.stack([s[key] for s in stats]).mean(0) for key in stats[0] if key != "td_error"}
         return {**merged, "td_error": torch.cat([s["td_error"] for s in stats], dim=1)}
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(each seed's loss [K], Q(s, a) [K, B], TD target [K, B]) on a batch."""
-        y = td_target(batch, self.online, self.target, self.cfg.double)
-        q = self.online(batch.obs).gather(-1, batch.action.unsqueeze(-1)).squeeze(-1)   # [K, B]
-        loss_fn = F.smooth_l1_loss if self.cfg.loss == "huber" else F.mse_loss
-        return (batch.weight * loss_fn(q, y, reduction="none")).mean(dim=1), q, y   # weight: PER's correction
-
     def _step(self, batch: Batch, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         # ALGO LOGIC: the TD target, the loss on Q(s, a), one gradient step, the target network follows.
-        per_seed, q, y = self._loss(batch)
+        y = td_target(batch, self.online, self.target, cfg.double)
+        q = self.online(batch.obs).gather(-1, batch.action.unsqueeze(-1)).squeeze(-1)   # [K, B]
+        loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
+        per_seed = (batch.weight * loss_fn(q, y, reduction="none")).mean(dim=1)   # weight: PER's correction
         self.online.zero_grad()
         per_seed.sum().backward()                 # seeds share no parameters: each gets its own gradient
         grad = self.online.flat.grad

@@ -117,8 +117,6 @@ class Config:
     device: str = _param("auto", "where tensors live: auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
     threads: int = _param(1, "torch CPU threads; 1 measured fastest for these small networks on a 2-core machine",
                           low=1, high=256)
-    compile: bool = _param(False, "compile the loss and its gradient with torch.compile: faster updates after a "
-                                  "one-off compile of about half a minute (needs a C++ compiler on CPU)")
 
     # --- output --------------------------------------------------------------------------------------------------
     save_every: int = _param(0, "write a full checkpoint every N episodes of a seed (0: only at solve, at the end "
