@@ -172,14 +172,14 @@ def load_bench(out: str | Path) -> BenchResult:
 
 def bench_seed_dirs(result: BenchResult) -> list[Path]:
     """Every seed's run folder in a benchmark, in seed order, whether it trained in one process or several."""
-    seeds = result.report["seeds"]
-    if result.report.get("procs", 1) == 1:
-        return seed_dirs(result.out / "runs" / "all", seeds)
-    found = {int(d.name.removeprefix("seed-")): d for d in (result.out / "runs").glob("seeds-*/seed-*")}
-    for part in (result.out / "runs").glob("seeds-*"):
-        if not any(part.glob("seed-*")):          # a one-seed slice writes straight into its folder
-            found[int(part.name.split("-")[1])] = part
-    return [found[s] for s in seeds]
+    return _layout(result.out, result.report["seeds"], result.report.get("procs", 1))[2]
+
+
+def _layout(out: Path, seeds: list[int], procs: int) -> tuple[list[list[int]], list[Path], list[Path]]:
+    """(the seeds of each process, each process's run folder, each seed's run folder) of a benchmark in `out`."""
+    parts = [[int(s) for s in p] for p in np.array_split(seeds, min(procs, len(seeds)))]
+    runs = [out / "runs" / (f"seeds-{p[0]}-{p[-1]}" if len(parts) > 1 else "all") for p in parts]
+    return parts, runs, [d for r, p in zip(runs, parts) for d in seed_dirs(r, p)]
 
 
 def _train_part(cfg: Config, out: Path) -> list[dict]:
@@ -222,16 +222,14 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
         raise ConfigError(f"--out {str(out)!r} already holds a benchmark: choose another folder")
     started = datetime.now(timezone.utc)
     seeds = cfg.seed_list
-    parts = [list(p) for p in np.array_split(seeds, min(procs, len(seeds)))]
-    runs = [out / "runs" / (f"seeds-{p[0]}-{p[-1]}" if len(parts) > 1 else "all") for p in parts]
-    configs = [dataclasses.replace(cfg, seed=int(p[0]), seeds=len(p)) for p in parts]
+    parts, runs, dirs = _layout(out, seeds, procs)
+    configs = [dataclasses.replace(cfg, seed=p[0], seeds=len(p)) for p in parts]
     if len(parts) == 1:
         summaries = _train_part(configs[0], runs[0])
     else:
         with ProcessPoolExecutor(len(parts), mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_train_part, c, r) for c, r in zip(configs, runs)]
             summaries = [s for f in futures for s in f.result()]
-    dirs = [d for r, p in zip(runs, parts) for d in seed_dirs(r, [int(s) for s in p])]
     rows = [{key: s[key] for key in COLUMNS} for s in summaries]
     stats = statistics(rows)
     report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads), "versions": versions(),
