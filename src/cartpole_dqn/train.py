@@ -374,8 +374,10 @@ class Run:
                 updated = torch.zeros(k, dtype=torch.bool, device=dev)
                 if len(memory) >= cfg.learning_starts:
                     st.learn_steps += 1
-                    due = (math.floor(st.learn_steps * cfg.replay_ratio)
-                           - math.floor((st.learn_steps - 1) * cfg.replay_ratio))
+                    due = 0
+                    if st.learn_steps % cfg.train_every == 0:
+                        due = (math.floor(st.learn_steps * cfg.replay_ratio)
+                               - math.floor((st.learn_steps - cfg.train_every) * cfg.replay_ratio))
                     if due and learners.any():
                         updated = torch.from_numpy(learners).to(dev)
                         # PER's beta anneals to 1 over the step budget, so the bias correction is complete at
