@@ -167,8 +167,7 @@ def test_report_hook_sees_rolling_means_at_its_interval_and_can_stop_the_run(tmp
 
 
 def test_observation_scaling_is_saved_with_the_model(tmp_path):
-    cfg = tiny("mountaincar", max_steps=300, batch_size=8, learning_starts=32,
-               hidden=(8,))
+    cfg = tiny("mountaincar", max_steps=300, batch_size=8, learning_starts=32, hidden=(8,), obs_scale="bounds")
     result = train(cfg, tmp_path / "m", verbose=False)
     net, _ = load_model(tmp_path / "m" / "model.safetensors")
     assert net.in_scale is not None
