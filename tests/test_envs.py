@@ -63,7 +63,7 @@ def test_neighbour_environments_pick_their_own_preset_and_rule():
     from cartpole_dqn.config import build
 
     cfg = build(overrides={"env": "Acrobot-v1"})
-    assert cfg.preset == "acrobot" and cfg.obs_scale == "bounds"
+    assert cfg.preset == "acrobot" and cfg.hidden == (256, 256)
     assert build("default", overrides={"env": "Acrobot-v1"}).preset == "default"     # a named preset wins
     assert build("mountaincar").env == "MountainCar-v0"
     _, rule = resolve_rule(build(overrides={"env": "MountainCar-v0"}))

@@ -147,19 +147,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Starting points for CartPole's neighbours, from rl-baselines3-zoo's tuned DQN settings translated to this
 # config (train_freq / gradient_steps become train_every / replay_ratio; target intervals are counted in updates).
-# They are picked automatically for their environment when no preset is named.
-_ZOO = dict(hidden=(256, 256), n_step=1, epsilon_end=0.1, tau=1.0)
+# They are picked automatically for their environment when no preset is named. Both explore down to our default
+# 0.01 rather than the zoo's 0.1 and 0.07: the solve rules average training episodes, which the zoo's rate of
+# random actions kept below the threshold (README).
+_ZOO = dict(hidden=(256, 256), n_step=1, tau=1.0)
 PRESETS.update({
-    "acrobot": dict(_ZOO, env="Acrobot-v1", obs_scale="bounds", lr=6.3e-4, batch_size=128, buffer_size=50_000,
-                    learning_starts=1000, gamma=0.99, target_update_interval=250, replay_ratio=1.0,
-                    epsilon_decay_steps=12_000, max_steps=100_000),
+    # Raw observations, as the zoo's: scaled to [-1, 1] by the bounds (4 pi and 9 pi rad/s for the velocities),
+    # 4 of 10 seeds solved in 100k steps; raw, every seed was learning by 20k.
+    "acrobot": dict(_ZOO, env="Acrobot-v1", lr=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1000,
+                    gamma=0.99, target_update_interval=250, replay_ratio=1.0, epsilon_decay_steps=12_000,
+                    max_steps=100_000),
     # The zoo's as SB3 runs them: not double, raw observations, 8 updates in a burst every 16 steps. With Double
     # DQN, scaled inputs and one update every 2 steps, no seed of 10 reached the flag once in 120k steps; SB3 itself,
     # learning every 2 steps, did not either (README).
     "mountaincar": dict(_ZOO, env="MountainCar-v0", double=False, lr=4e-3, batch_size=128,
                         buffer_size=10_000, learning_starts=1000, gamma=0.98, target_update_interval=300,
-                        train_every=16, replay_ratio=0.5, epsilon_decay_steps=24_000, epsilon_end=0.07,
-                        max_steps=120_000),
+                        train_every=16, replay_ratio=0.5, epsilon_decay_steps=24_000,
+                        max_steps=200_000),
     # Not the zoo's: the default agent (Double DQN, 3-step returns, Polyak target, 128x128) at a quarter of an
     # update per env step, lr 5e-4 and exploration over 100k steps. Raw observations: they are already of order
     # one, and the declared bounds are far looser, so scaling by them would shrink the inputs.
