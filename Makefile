@@ -19,7 +19,7 @@ train: $(BIN)/.installed
 	$(BIN)/cartpole-dqn train $(ARGS)
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/solve_speed.py $(ARGS)

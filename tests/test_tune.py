@@ -4,6 +4,7 @@ shared by two workers."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import pwd
 import shutil
@@ -120,6 +121,24 @@ def test_a_malformed_or_unreachable_storage_is_one_line_and_exit_2(tmp_path, url
     r = run_cli("tune", "--trials", "1", "--storage", url, "--out", str(tmp_path), timeout=120)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and says in r.stderr and "secret" not in r.stderr
+
+
+def _open_and_report(url: str) -> str:
+    try:
+        open_storage(url)
+        return "ok"
+    except ConfigError as e:
+        return str(e)
+
+
+def test_workers_opening_one_new_database_together_all_get_the_study(tmp_path):
+    """Six workers starting at once on an empty database race to create Optuna's tables (measured: plain
+    RDBStorage failed some of six in each of 5 rounds); each must end up with the storage, none with an error."""
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        with ctx.Pool(6) as pool:
+            assert pool.map(_open_and_report, [url] * 6) == ["ok"] * 6
 
 
 def test_without_optuna_tune_names_the_extra_to_install(monkeypatch, capsys):

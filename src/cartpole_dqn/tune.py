@@ -173,10 +173,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                     return optuna.storages.RDBStorage(
                         _with_driver(url), engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                         heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-            except sqlalchemy.exc.IntegrityError:
-                # Workers starting together on an empty database race to create Optuna's tables; the loser
-                # finds them made on its next try.
-                if attempt == 2:
+            except sqlalchemy.exc.SQLAlchemyError as e:
+                # Workers starting together on an empty database race to create Optuna's tables; the loser gets
+                # an IntegrityError or "already exists" (PostgreSQL, SQLite) and finds them made on its next try.
+                racing = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+                if not racing or attempt == 2:
                     raise
                 time.sleep(1.0 + attempt)
         raise AssertionError("unreachable")
