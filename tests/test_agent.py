@@ -73,6 +73,18 @@ def test_linear_epsilon_schedule_over_env_steps():
     assert torch.allclose(agent.epsilon, torch.tensor([0.1, 0.1]))
 
 
+def test_learning_rate_is_constant_unless_a_decay_is_set():
+    agent = Agent(preset("default", lr=1e-3), 4, 2)
+    agent.set_learning_rate(10_000)
+    assert agent.optimizer.param_groups[0]["lr"] == 1e-3
+    agent = Agent(preset("default", lr=1e-3, lr_end=1e-4, lr_decay_steps=1000), 4, 2)
+    rates = []
+    for steps in (0, 500, 1000, 5000):
+        agent.set_learning_rate(steps)
+        rates.append(agent.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])
+
+
 def test_exponential_epsilon_decays_per_replay_per_seed_down_to_the_floor():
     agent = Agent(preset("classic", seeds=2), 4, 2)
     agent.update_epsilon(1, torch.tensor([True, False]))

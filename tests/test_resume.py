@@ -50,8 +50,8 @@ def _same_run(a, b, seeds=(None,)):
     dict(),
     dict(seeds=2, n_step=3, prioritized=True, eval_every=300, eval_episodes=2),
     dict(name="classic", max_steps=450),
-    dict(replay_ratio=0.25, dueling=True, max_episodes=30, seeds=2),
-], ids=["default", "k2-nstep-per-eval", "classic", "ratio-dueling-episode-budget"])
+    dict(replay_ratio=0.25, dueling=True, max_episodes=30, seeds=2, lr_end=1e-4, lr_decay_steps=800),
+], ids=["default", "k2-nstep-per-eval", "classic", "ratio-dueling-lr-decay-episode-budget"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
     name = overrides.pop("name", "default")
     cfg = tiny(name, **{"max_steps": 900, **overrides})

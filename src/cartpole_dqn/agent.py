@@ -92,6 +92,15 @@ class Agent:
         random_actions = torch.randint(0, self.n_actions, shape, generator=self.generator, device=self.device)
         return torch.where(explore, random_actions, greedy)
 
+    def set_learning_rate(self, env_steps: int) -> None:
+        """Constant, or linear from lr to lr_end over lr_decay_steps: a function of env steps, so a resumed run
+        continues it exactly. A decay lets the network settle once it plays well instead of drifting away from
+        it."""
+        cfg = self.cfg
+        if cfg.lr_end is not None:
+            frac = min(1.0, env_steps / cfg.lr_decay_steps)
+            self.optimizer.param_groups[0]["lr"] = cfg.lr + frac * (cfg.lr_end - cfg.lr)
+
     def update_epsilon(self, env_steps: int, updated: torch.Tensor) -> None:
         """Linear: a function of env steps. Exponential (the article): decays once per replay, per seed."""
         cfg = self.cfg

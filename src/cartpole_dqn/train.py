@@ -380,6 +380,7 @@ class Run:
                                - math.floor((st.learn_steps - cfg.train_every) * cfg.replay_ratio))
                     if due and learners.any():
                         updated = torch.from_numpy(learners).to(dev)
+                        agent.set_learning_rate(st.steps)
                         # PER's beta anneals to 1 over the step budget, so the bias correction is complete at
                         # the end.
                         beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * min(1.0, st.steps / cfg.max_steps)
