@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cartpole_dqn.replay import ReplayMemory
@@ -100,6 +101,34 @@ def test_n_step_follows_the_wrap_around():
     # The oldest slot's lookahead must not run into the newest writes: slot 1 (step 5) is the newest.
     b = mem.batch_at(torch.tensor([[1]]))
     assert torch.allclose(b.reward, torch.tensor([[32.0]])) and torch.allclose(b.discount, torch.tensor([[0.5]]))
+
+
+def test_n_step_fields_equal_a_direct_computation_on_random_episodes():
+    """Two seeds, random rewards, terminations and cut-offs, a memory that wraps: every slot holds what summing
+    the stored steps by hand gives."""
+    k, capacity, n, gamma, steps = 2, 16, 4, 0.9, 45
+    g = torch.Generator().manual_seed(3)
+    reward = torch.randn(steps, k, generator=g)
+    end = torch.rand(steps, k, generator=g) < 0.15
+    terminal = end & (torch.rand(steps, k, generator=g) < 0.5)
+    mem = ReplayMemory(k, capacity, 1, gamma=gamma, n_step=n)
+    for t in range(steps):
+        mem.add(torch.full((k, 1), float(t)), torch.zeros(k, dtype=torch.long), reward[t],
+                torch.full((k, 1), t + 1.0), terminal[t].float(), end[t].float())
+    for slot in range(capacity):
+        t = steps - capacity + (slot - steps) % capacity          # the step this slot holds
+        for s in range(k):
+            ret, m = 0.0, 0
+            while m < n and t + m < steps:
+                ret += gamma ** m * reward[t + m, s].item()
+                m += 1
+                if end[t + m - 1, s]:
+                    break
+            last = t + m - 1
+            assert mem.obs[s, slot, 0].item() == t
+            assert mem.reward[s, slot].item() == pytest.approx(ret, rel=1e-5, abs=1e-6)
+            assert mem.next_obs[s, slot, 0].item() == last + 1
+            assert mem.discount[s, slot].item() == pytest.approx(0.0 if terminal[last, s] else gamma ** m, rel=1e-6)
 
 
 def _prioritized(k, n, capacity=8, alpha=1.0):

@@ -121,3 +121,19 @@ def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(t
     _same_run(tmp_path / "full", out)
     a, b = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "full", out))
     assert a["final_greedy_score"] == b["final_greedy_score"] and not b["interrupted"]
+
+
+def test_a_resume_that_restarts_the_episodes_cuts_their_n_step_returns(tmp_path, monkeypatch):
+    """Where an environment's state cannot be restored, the unfinished episodes restart: the memory must not
+    chain the new episodes' first steps onto the abandoned ones."""
+    cfg = tiny(max_steps=900, n_step=3)
+    _interrupt_at(monkeypatch, 500)
+    assert train(cfg, tmp_path / "cut", verbose=False).interrupted
+    monkeypatch.undo()
+    monkeypatch.setattr(train_module, "env_state_exact", lambda env: False)
+    run = train_module.Run.resume(tmp_path / "cut", verbose=False)
+    assert run.memory.episode_steps.tolist() == [0]
+    assert run.state.ep_length.tolist() == [0]
+    monkeypatch.undo()
+    result = resume(tmp_path / "cut", verbose=False)
+    assert result.summaries[0]["env_steps"] == 900

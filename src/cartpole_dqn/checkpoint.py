@@ -177,11 +177,11 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
 def need(tensors: dict[str, torch.Tensor], key: str, like: torch.Tensor | None = None) -> torch.Tensor:
     """tensors[key], checked against the shape and dtype it must replace; CheckpointError names what differs."""
     if key not in tensors:
-        raise CheckpointError(f"the checkpoint lacks {key!r}: it was written by another configuration")
+        raise CheckpointError(f"the checkpoint lacks {key!r}: it was written by another configuration or version")
     t = tensors[key]
     if like is not None and (t.shape != like.shape or t.dtype != like.dtype):
         raise CheckpointError(f"checkpoint tensor {key!r} is {t.dtype} {tuple(t.shape)}, this run needs "
-                              f"{like.dtype} {tuple(like.shape)}: it was written by another configuration")
+                              f"{like.dtype} {tuple(like.shape)}: it was written by another configuration or version")
     return t
 
 
@@ -244,12 +244,13 @@ def _jsonable(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- replay memory ---
-_MEMORY_FIELDS = ("obs", "next_obs", "action", "reward", "terminal", "episode_end")
+_MEMORY_FIELDS = ("obs", "next_obs", "action", "reward", "discount")
 
 
 def memory_tensors(memory: Any) -> dict[str, torch.Tensor]:
     """The filled part of a ReplayMemory (never the unwritten rest of its capacity) and its priorities."""
     out = {name: getattr(memory, name)[:, :memory.size] for name in _MEMORY_FIELDS}
+    out["episode_steps"] = memory.episode_steps
     if memory.prioritized:
         out["tree"], out["max_priority"] = memory.tree, memory.max_priority
     return out
@@ -260,10 +261,11 @@ def load_memory(memory: Any, tensors: dict[str, torch.Tensor], meta: dict[str, i
     size, pos = int(meta["size"]), int(meta["pos"])
     if not 0 <= pos < memory.capacity or not 0 <= size <= memory.capacity:
         raise CheckpointError(f"the checkpoint's replay memory (size {size}, position {pos}) does not fit a "
-                              f"capacity of {memory.capacity}: it was written by another configuration")
+                              f"capacity of {memory.capacity}: it was written by another configuration or version")
     for name in _MEMORY_FIELDS:
         target = getattr(memory, name)[:, :size]
         target.copy_(need(tensors, name, target))
+    memory.episode_steps = need(tensors, "episode_steps", memory.episode_steps).clone()
     if memory.prioritized:
         memory.tree.copy_(need(tensors, "tree", memory.tree))
         memory.max_priority = need(tensors, "max_priority", memory.max_priority).clone()

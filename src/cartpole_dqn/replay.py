@@ -4,7 +4,8 @@ All K environments step together, so every seed's memory holds the same number o
 serves them all. Sampling draws an independent batch of indices per seed and gathers along the capacity axis.
 
 Two refinements, both vectorised over seeds and samples:
-- n-step returns are assembled at sampling time from the one-step transitions that follow the sampled one: they
+- n-step returns are assembled as transitions arrive: each new step adds its discounted reward to the up to n - 1
+  transitions before it that it continues, and becomes their bootstrap state, so a sample is a plain gather. They
   stop at an episode's end (a termination does not bootstrap; a truncation bootstraps from the last state reached)
   and at the newest transition, and they follow the circular buffer across its wrap-around.
 - prioritized replay (Schaul et al., 2016) keeps a sum tree per seed, [K, 2 * leaves]; sampling descends all
@@ -41,10 +42,12 @@ class Batch:
 
 
 class ReplayMemory:
-    """A circular buffer per seed of (obs, action, reward, next_obs, terminal, episode_end).
+    """A circular buffer per seed of (obs, action, reward, next_obs, discount), ready to sample.
 
-    `terminal` means "do not bootstrap from next_obs"; `episode_end` means the next transition belongs to another
-    episode (termination or truncation), which is where n-step returns stop.
+    `reward` is the discounted return of up to n steps from the transition, `next_obs` the state it bootstraps from
+    and `discount` gamma^m for the m steps summed, or 0 where the episode terminated within them. A transition is
+    complete n - 1 steps after it was written (or when its episode ends); until then it holds what has happened so
+    far, which is what sampling it then should give.
     """
 
     def __init__(self, seeds: int, capacity: int, obs_size: int, *, gamma: float = 0.99, n_step: int = 1,
@@ -57,13 +60,16 @@ class ReplayMemory:
         self.next_obs = torch.empty(seeds, capacity, obs_size, device=device)
         self.action = torch.empty(seeds, capacity, dtype=torch.long, device=device)
         self.reward = torch.empty(seeds, capacity, device=device)
-        self.terminal = torch.empty(seeds, capacity, device=device)
-        self.episode_end = torch.empty(seeds, capacity, device=device)
+        self.discount = torch.empty(seeds, capacity, device=device)
+        # Transitions of each seed's current episode already in memory: the ones a new step can continue.
+        self.episode_steps = torch.zeros(seeds, dtype=torch.long, device=device)
         self._rows = torch.arange(seeds, device=device).unsqueeze(1)
-        # gamma^j for the n lookahead steps, and gamma^m for a window of m steps, by repeated products in float32.
-        powers = torch.cat([torch.ones(1, device=device), torch.full((n_step,), gamma, device=device).cumprod(0)])
-        self._ahead = torch.arange(n_step, device=device)
-        self._powers, self._powers_after = powers[:-1], powers[1:]
+        # Step j back (1 <= j < n, and never round the whole buffer onto the slot being written) gets gamma^j of
+        # the new reward and, if it bootstraps, gamma^(j + 1). Powers by repeated products in float32.
+        self._back = torch.arange(1, min(n_step, capacity), device=device)
+        powers = torch.full((n_step,), gamma, device=device).cumprod(0)
+        self._powers_back = powers[:len(self._back)]
+        self._powers_after = powers[1:len(self._back) + 1]
         self.prioritized, self.alpha = prioritized, alpha
         if prioritized:
             self.depth = max(0, (capacity - 1).bit_length())
@@ -76,14 +82,28 @@ class ReplayMemory:
 
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
             terminal: torch.Tensor, episode_end: torch.Tensor) -> None:
-        """Store one transition per seed (each argument has a leading seed axis)."""
+        """Store one transition per seed (each argument has a leading seed axis).
+
+        `terminal` means "do not bootstrap from next_obs"; `episode_end` means the next transition belongs to
+        another episode (termination or truncation), which is where n-step returns stop.
+        """
         i = self.pos
+        keep = 1.0 - terminal
+        if len(self._back):
+            # The earlier transitions of this episode that are still inside their n-step window take this step.
+            slots = (i - self._back) % self.capacity                                  # [n - 1]
+            open_ = self._back <= self.episode_steps.unsqueeze(1)                     # [K, n - 1]
+            self.reward.index_add_(1, slots, torch.where(open_, self._powers_back * reward.unsqueeze(1), 0.0))
+            self.next_obs.index_copy_(1, slots, torch.where(open_.unsqueeze(-1), next_obs.unsqueeze(1),
+                                                            self.next_obs.index_select(1, slots)))
+            self.discount.index_copy_(1, slots, torch.where(open_, self._powers_after * keep.unsqueeze(1),
+                                                            self.discount.index_select(1, slots)))
         self.obs[:, i] = obs
         self.action[:, i] = action
         self.reward[:, i] = reward
         self.next_obs[:, i] = next_obs
-        self.terminal[:, i] = terminal
-        self.episode_end[:, i] = episode_end
+        self.discount[:, i] = self.gamma * keep
+        self.episode_steps = torch.where(episode_end > 0, 0, self.episode_steps + 1)
         if self.prioritized:  # new transitions get the highest priority seen, so each is replayed at least once
             self._set_priority(torch.full_like(self._rows, i), self.max_priority.unsqueeze(1) ** self.alpha)
         self.pos = (i + 1) % self.capacity
@@ -110,32 +130,11 @@ class ReplayMemory:
 
     def batch_at(self, idx: torch.Tensor, weight: torch.Tensor | None = None) -> Batch:
         """The transitions in slots idx [K, B], with their n-step returns and bootstrap discounts."""
-        reward, last, discount = self._n_step(idx)
         rows = self._rows
+        reward = self.reward[rows, idx]
         weight = torch.ones_like(reward) if weight is None else weight
-        return Batch(self.obs[rows, idx], self.action[rows, idx], reward, self.next_obs[rows, last], discount,
-                     weight, idx)
-
-    def _n_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(discounted return over up to n steps, slot of the last step used, discount to bootstrap with)."""
-        rows = self._rows
-        if self.n_step == 1:
-            return self.reward[rows, idx], idx, self.gamma * (1.0 - self.terminal[rows, idx])
-        # All n lookahead slots [K, B, n] in one gather. Step j is used if it has been written since idx (the
-        # lookahead must not run into slots not yet (re)written) and no episode ended at an earlier step.
-        slots = (idx.unsqueeze(-1) + self._ahead) % self.capacity
-        written = self._ahead <= ((self.pos - 1 - idx) % self.capacity).unsqueeze(-1)
-        # torch.where, not a product: slots never written hold whatever memory held (NaN too), and 0 * NaN
-        # would poison the return.
-        end = torch.where(written, self.episode_end[rows.unsqueeze(-1), slots], 1.0)
-        still_in = torch.cumprod(1.0 - end, dim=-1).roll(1, dims=-1)
-        still_in[..., 0] = 1.0
-        use = written & (still_in > 0)
-        ret = torch.where(use, self._powers * self.reward[rows.unsqueeze(-1), slots], 0.0).sum(-1)
-        steps = use.sum(-1, keepdim=True)                     # m >= 1: slot idx itself is always used
-        last = slots.gather(-1, steps - 1).squeeze(-1)
-        discount = self._powers_after.gather(0, steps.view(-1) - 1).view_as(last)
-        return ret, last, discount * (1.0 - self.terminal[rows, last])
+        return Batch(self.obs[rows, idx], self.action[rows, idx], reward, self.next_obs[rows, idx],
+                     self.discount[rows, idx], weight, idx)
 
     # ----------------------------------------------------------------------------------------- priorities ---
     def _sample_proportional(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

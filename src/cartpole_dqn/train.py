@@ -337,6 +337,7 @@ class Run:
             seeds = np.random.SeedSequence([cfg.seed, st.steps]).generate_state(k).tolist()
             st.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
             st.new_episodes(np.ones(k, dtype=bool))
+            self.memory.episode_steps.zero_()    # the abandoned episodes' n-step returns stop where they were cut
         return exact
 
     # ------------------------------------------------------------------------------------------ the loop ---
