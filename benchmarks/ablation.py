@@ -28,16 +28,17 @@ from cartpole_dqn.bench import (bench_seed_dirs, curves_on_grid, describe, fmt, 
 from cartpole_dqn.scores import episodes_before_solve, read_scores
 
 VANILLA = dict(double=False, n_step=1, dueling=False, prioritized=False, noisy=False)
+N_STEP = build("default").n_step        # +n-step adds the default's horizon, so default = vanilla + double + n-step
 NOISY = dict(noisy=True, epsilon_start=0.0, epsilon_end=0.0)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "classic": ("classic", {}),
     "vanilla": ("default", VANILLA),
     "+double": ("default", {**VANILLA, "double": True}),
     "+dueling": ("default", {**VANILLA, "dueling": True}),
-    "+n-step": ("default", {**VANILLA, "n_step": 3}),
+    "+n-step": ("default", {**VANILLA, "n_step": N_STEP}),
     "+prioritized": ("default", {**VANILLA, "prioritized": True}),
     "+noisy": ("default", {**VANILLA, **NOISY}),
-    "all": ("default", {**VANILLA, "double": True, "dueling": True, "n_step": 3, "prioritized": True, **NOISY}),
+    "all": ("default", {**VANILLA, "double": True, "dueling": True, "n_step": N_STEP, "prioritized": True, **NOISY}),
     "default": ("default", {}),
 }
 
