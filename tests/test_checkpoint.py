@@ -145,3 +145,16 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(run, tmp_path, capsys
         assert main(cmd) == 2, cmd
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("cartpole-dqn: error:"), (cmd, err)
+
+
+def test_a_layer_norm_model_loads_as_the_network_that_was_saved(tmp_path):
+    from cartpole_dqn.checkpoint import save_model
+    from cartpole_dqn.networks import QNetwork
+
+    net = QNetwork(2, 4, 2, (8, 8), layer_norm=True)
+    net.init_weights([0, 1], "torch")
+    save_model(tmp_path / "m.safetensors", net, 1, {"env": "CartPole-v1", "seed": 1})
+    policy = load(tmp_path / "m.safetensors")
+    assert policy.net.layer_norm
+    x = torch.randn(1, 5, 4)
+    assert torch.allclose(policy.net(x)[0], net(x.expand(2, 5, 4))[1], atol=1e-6)

@@ -80,3 +80,28 @@ def test_input_bounds_map_finite_coordinates_to_unit_range_and_pass_infinite_one
     obs = torch.tensor([[[2.0, 0.0, 7.0], [-2.0, 10.0, -3.0]]])
     scaled = (obs - net.in_center) * net.in_scale
     assert torch.allclose(scaled, torch.tensor([[[1.0, -1.0, 7.0], [-1.0, 1.0, -3.0]]]))
+
+
+def test_layer_norm_normalises_each_hidden_pre_activation():
+    net = QNetwork(2, 4, 3, (8, 8), layer_norm=True)
+    net.init_weights([0, 1], "torch")
+    x = torch.randn(2, 5, 4)
+    h = x
+    for w, b in net.layers()[:2]:
+        z = torch.baddbmm(b, h, w)
+        h = torch.relu((z - z.mean(-1, keepdim=True)) / (z.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())
+    w, b = net.layers()[2]
+    assert torch.allclose(net(x), torch.baddbmm(b, h, w), atol=1e-5)
+
+
+def test_layer_norm_makes_the_output_blind_to_the_scale_of_a_hidden_layer():
+    plain, normed = QNetwork(1, 4, 2, (8,)), QNetwork(1, 4, 2, (8,), layer_norm=True)
+    for net in (plain, normed):
+        net.init_weights([3], "torch")
+    x = torch.randn(1, 6, 4, generator=torch.Generator().manual_seed(0))
+    before = plain(x), normed(x)
+    with torch.no_grad():
+        for net in (plain, normed):
+            net.flat[:, :4 * 8 + 8] *= 10.0                     # the first layer's weight and bias
+    assert (plain(x) - before[0]).abs().max() > 0.1
+    assert torch.allclose(normed(x), before[1], atol=1e-3)      # up to LayerNorm's epsilon of 1e-5 in the variance

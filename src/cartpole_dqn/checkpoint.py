@@ -66,7 +66,8 @@ def save_model(path: str | Path, net: QNetwork, k: int, meta: dict[str, Any]) ->
     if net.in_scale is not None:
         tensors["input.center"], tensors["input.scale"] = net.in_center.cpu(), net.in_scale.cpu()
     arch = {"obs_size": net.shapes[0][0], "n_actions": net.shapes[net.n_body][1],
-            "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling, "noisy": net.noisy}
+            "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling, "noisy": net.noisy,
+            "layer_norm": net.layer_norm}
     header = {key: json.dumps(value) for key, value in {**meta, **arch, "format_version": FORMAT_VERSION}.items()}
     atomic_write(path, st_save(tensors, metadata=header))
 
@@ -93,7 +94,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QN
                               f"{FORMAT_VERSION}")
     try:
         net = QNetwork(1, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
-                       bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)))
+                       bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)),
+                       layer_norm=bool(meta.get("layer_norm", False)))
         views = net.named_tensors(net.flat.data)
         if "input.scale" in tensors:
             net.in_center = tensors.pop("input.center").to(device)

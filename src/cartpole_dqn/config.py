@@ -63,6 +63,7 @@ class Config:
     init: str = _param("torch", "weight init: torch (PyTorch Linear) or glorot (Keras default, zero bias)",
                        choices=("torch", "glorot"))
     dueling: bool = _param(False, "dueling head: Q = V + A - mean(A)")
+    layer_norm: bool = _param(False, "normalise each hidden layer's pre-activations (LayerNorm, no learned scale)")
     noisy: bool = _param(False, "noisy linear layers (factorised Gaussian) explore instead of epsilon (set it to 0)")
     noisy_sigma0: float = _param(0.5, "noisy: initial noise scale sigma0 (sigma = sigma0 / sqrt(fan_in))",
                                  low=0.0, low_open=True)

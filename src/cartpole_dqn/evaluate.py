@@ -126,7 +126,7 @@ def load(path: str | Path) -> Policy:
     nets, metas = [n for n, _ in loaded], [m for _, m in loaded]
     first = metas[0]
     for f, m in zip(files, metas):
-        arch = ("obs_size", "n_actions", "hidden", "dueling", "env")
+        arch = ("obs_size", "n_actions", "hidden", "dueling", "layer_norm", "env")
         if any(m.get(key) != first.get(key) for key in arch):
             raise CheckpointError(f"{str(f)!r} differs from {str(files[0])!r} in environment or architecture")
     env_id = first.get("env")
@@ -140,7 +140,7 @@ def load(path: str | Path) -> Policy:
                               f"{first['n_actions']} actions; {env_id} has {sizes[0]} and {sizes[1]}")
     extra = {"noisy": True} if first.get("noisy") else {}   # noisy layers act with their mean weights in eval()
     net = QNetwork(len(nets), first["obs_size"], first["n_actions"], tuple(first["hidden"]), first["dueling"],
-                   **extra)
+                   layer_norm=bool(first.get("layer_norm", False)), **extra)
     with torch.no_grad():
         for i, n in enumerate(nets):
             net.flat[i].copy_(n.flat[0])

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # The layer gradients are strided views into flat.grad by design; autograd accumulates into them in place.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
@@ -29,20 +30,24 @@ class QNetwork(nn.Module):
 
     With `dueling`, the last hidden layer feeds a value stream V [K, B, 1] and an advantage stream A; subtracting
     the mean advantage makes V and A identifiable (Wang et al., 2016).
+    With `layer_norm`, each hidden layer's pre-activations are normalised to zero mean and unit variance over the
+    layer (Ba et al., 2016; no learned scale or shift, so the weights are the same tensors as without it), which
+    keeps the features bounded and TD learning from running away (Gallici et al., 2024).
     With `noisy`, every layer is a factorised-Gaussian noisy layer (Fortunato et al., 2018): w = mu + sigma * noise,
     fresh noise on every forward pass in training mode, the mean weights in `eval()` mode, so exploration is
     learned instead of scheduled.
     """
 
     def __init__(self, seeds: int, obs_size: int, n_actions: int, hidden: tuple[int, ...], dueling: bool = False,
-                 device: torch.device | str = "cpu", noisy: bool = False, sigma0: float = 0.5):
+                 device: torch.device | str = "cpu", noisy: bool = False, sigma0: float = 0.5,
+                 layer_norm: bool = False):
         super().__init__()
         sizes = (obs_size, *hidden)
         shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])] + [(sizes[-1], n_actions)]
         if dueling:
             shapes.append((sizes[-1], 1))
         self.shapes = shapes
-        self.dueling, self.noisy, self.sigma0 = dueling, noisy, sigma0
+        self.dueling, self.noisy, self.sigma0, self.layer_norm = dueling, noisy, sigma0, layer_norm
         self.n_body = len(hidden)
         self.noise_generator: torch.Generator | None = None   # the agent's, so noise is reproducible
         # Optional input scaling to [-1, 1] from the observation space's bounds (see `set_input_bounds`).
@@ -126,7 +131,10 @@ class QNetwork(nn.Module):
         layers = self.layers()
         x = obs if self.in_scale is None else (obs - self.in_center) * self.in_scale
         for layer in layers[:self.n_body]:
-            x = torch.relu(self._linear(x, layer))
+            x = self._linear(x, layer)
+            if self.layer_norm:
+                x = F.layer_norm(x, x.shape[-1:])
+            x = torch.relu(x)
         q = self._linear(x, layers[self.n_body])
         if self.dueling:
             q = self._linear(x, layers[self.n_body + 1]) + q - q.mean(dim=-1, keepdim=True)
