@@ -4,12 +4,13 @@
     python benchmarks/ablation.py --seeds 3 --max-steps 30000 --variants vanilla,+n-step
     python benchmarks/ablation.py --variants vanilla,+double --reuse classic=runs/classic-bench --reuse all=runs/x/all
 
-Variants: the classic preset; vanilla DQN with a target network (the default preset without Double DQN and with one-
-step returns); vanilla plus each improvement alone (+double, +dueling, +n-step, +prioritized, +noisy); all of them
-together; and the `default` preset for reference. Each trains under the `v1` rule; EBS under `article` is read from
-the same training scores (the rolling mean passes 195 before it can reach 475). Prints one row per variant (median EBS under `article`, success
-rates, median and IQM [95% CI] steps to solve `v1`, median eval steps to solve, median final greedy score) with
-seeds, machine and date, and draws the variants' median curves on one figure. It measures; it asserts nothing.
+Variants: the classic preset; vanilla DQN with a target network (the default preset without Double DQN and with
+one-step returns); vanilla plus each improvement alone (+double, +dueling, +n-step, +prioritized, +noisy); all of
+them together; and the `default` preset for reference. Each trains under the `v1` rule; EBS under `article` is read
+from the same training scores (the rolling mean passes 195 before it can reach 475). Prints one row per variant
+(median EBS under `article`, success rates, median and IQM [95% CI] steps to solve `v1`, median eval steps to solve,
+median final greedy score) with seeds, machine and date, and draws the variants' median curves on one figure. It
+measures; it asserts nothing.
 """
 
 from __future__ import annotations
