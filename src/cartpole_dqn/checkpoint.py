@@ -72,6 +72,13 @@ def save_model(path: str | Path, net: QNetwork, k: int, meta: dict[str, Any]) ->
     atomic_write(path, st_save(tensors, metadata=header))
 
 
+def network_for(meta: dict[str, Any], seeds: int = 1, device: torch.device | str = "cpu") -> QNetwork:
+    """An untrained `seeds`-seed QNetwork of the architecture that a model file's metadata describes."""
+    return QNetwork(seeds, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
+                    bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)),
+                    layer_norm=bool(meta.get("layer_norm", False)))
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QNetwork, dict[str, Any]]:
     """A one-seed QNetwork and its metadata from a model file; CheckpointError if it is missing, cut short,
     foreign or of another format version."""
@@ -93,9 +100,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QN
         raise CheckpointError(f"{str(path)!r} has model format version {version}; this cartpole-dqn reads version "
                               f"{FORMAT_VERSION}")
     try:
-        net = QNetwork(1, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
-                       bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)),
-                       layer_norm=bool(meta.get("layer_norm", False)))
+        net = network_for(meta, 1, device)
         views = net.named_tensors(net.flat.data)
         if "input.scale" in tensors:
             net.in_center = tensors.pop("input.center").to(device)

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, env_state, load_model, set_env_state
+from .checkpoint import CheckpointError, env_state, load_model, network_for, set_env_state
 from .config import ConfigError
 from .envs import FINAL_EVAL_SEED_BASE, _make_one, check_spaces, env_spec, observation_size
 from .networks import QNetwork
@@ -138,14 +138,12 @@ def load(path: str | Path) -> Policy:
     if sizes != (first["obs_size"], first["n_actions"]):
         raise CheckpointError(f"{str(files[0])!r} was made for {first['obs_size']} observations and "
                               f"{first['n_actions']} actions; {env_id} has {sizes[0]} and {sizes[1]}")
-    extra = {"noisy": True} if first.get("noisy") else {}   # noisy layers act with their mean weights in eval()
-    net = QNetwork(len(nets), first["obs_size"], first["n_actions"], tuple(first["hidden"]), first["dueling"],
-                   layer_norm=bool(first.get("layer_norm", False)), **extra)
+    net = network_for(first, len(nets))
     with torch.no_grad():
         for i, n in enumerate(nets):
             net.flat[i].copy_(n.flat[0])
     net.in_center, net.in_scale = nets[0].in_center, nets[0].in_scale
-    net.eval()
+    net.eval()                                          # noisy layers act with their mean weights
     return Policy(net, env_id, [int(m.get("seed", i)) for i, m in enumerate(metas)], files)
 
 
