@@ -85,6 +85,16 @@ def test_learning_rate_is_constant_unless_a_decay_is_set():
     assert rates == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])
 
 
+@pytest.mark.parametrize("eps", [1e-8, 0.1])
+def test_adam_first_step_is_lr_times_gradient_over_its_magnitude_plus_eps(eps):
+    """Adam's first bias-corrected step is lr * g / (|g| + eps): eps sets how far small gradients move a weight."""
+    agent = Agent(preset("default", hidden=(8, 8), lr=1e-2, adam_eps=eps), 4, 2)
+    before = agent.online.flat.detach().clone()
+    agent.learn(_random_batch(1, 16, torch.Generator().manual_seed(0)), torch.tensor([True]))
+    g = agent.online.flat.grad
+    assert torch.allclose(agent.online.flat.detach(), before - 1e-2 * g / (g.abs() + eps), atol=1e-7)
+
+
 def test_exponential_epsilon_decays_per_replay_per_seed_down_to_the_floor():
     agent = Agent(preset("classic", seeds=2), 4, 2)
     agent.update_epsilon(1, torch.tensor([True, False]))

@@ -71,7 +71,7 @@ class Agent:
         self.online.noise_generator = self.target.noise_generator = self.generator
         # Fused Adam: one kernel over the flat [K, P] parameter instead of about ten elementwise passes; on
         # small networks the optimizer step otherwise costs as much as the forward and backward together.
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, fused=True)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         self.epsilon = torch.full((k,), cfg.epsilon_start, device=self.device)
         self.updates = 0
 

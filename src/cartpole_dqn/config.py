@@ -74,6 +74,8 @@ class Config:
     lr_end: float | None = _param(None, "decay the learning rate linearly to this over lr_decay_steps env steps "
                                         "(none: constant)", low=0.0, high=1.0)
     lr_decay_steps: int = _param(50_000, "env steps of the learning-rate decay", low=1)
+    adam_eps: float = _param(1e-8, "Adam's epsilon: a floor under the step-size normaliser (Rainbow: 1.5e-4)",
+                             low=0.0, low_open=True)
     gamma: float = _param(0.99, "discount factor", low=0.0, low_open=True, high=1.0)
     loss: str = _param("huber", "TD loss: huber (smooth L1) or mse", choices=("huber", "mse"))
     max_grad_norm: float = _param(10.0, "clip each seed's gradient norm to this (0: off)", low=0.0)
