@@ -56,14 +56,16 @@ class Agent:
         self.device = torch.device(device)
         k = cfg.seeds
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
-        self.online = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device, cfg.noisy,
-                               cfg.noisy_sigma0, cfg.layer_norm)
+        def network() -> QNetwork:
+            return QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device, cfg.noisy,
+                            cfg.noisy_sigma0, cfg.layer_norm)
+
+        self.online = network()
         self.online.init_weights(cfg.seed_list, cfg.init)
         # No target network (the article): bootstrap from the online network itself.
         self.target = self.online
         if cfg.target_update_interval > 0:
-            self.target = QNetwork(k, obs_size, n_actions, cfg.hidden, cfg.dueling, self.device, cfg.noisy,
-                                   cfg.noisy_sigma0, cfg.layer_norm)
+            self.target = network()
             self.target.flat.data.copy_(self.online.flat.data)
         if obs_bounds is not None:
             for net in {self.online, self.target}:
