@@ -95,6 +95,19 @@ def test_adam_first_step_is_lr_times_gradient_over_its_magnitude_plus_eps(eps):
     assert torch.allclose(agent.online.flat.detach(), before - 1e-2 * g / (g.abs() + eps), atol=1e-7)
 
 
+@pytest.mark.parametrize("loss, delta, expected", [
+    ("huber", 1.0, (0.125 + 2.5 + 19.5) / 3),       # 0.5 e^2 within delta, delta * (|e| - delta / 2) beyond
+    ("huber", 10.0, (0.125 + 4.5 + 150.0) / 3),
+    ("mse", 1.0, (0.25 + 9.0 + 400.0) / 3),
+])
+def test_td_loss_is_quadratic_within_huber_delta_and_linear_beyond(loss, delta, expected):
+    """Q = 0 everywhere and terminal transitions, so each TD error is minus its reward: 0.5, 3 and -20."""
+    agent = Agent(preset("default", hidden=(8,), loss=loss, huber_delta=delta), 1, 2)
+    agent.online.flat.data.zero_()
+    stats = agent.learn(_batch([0.5, 3.0, -20.0], [1, 1, 1], [0, 0, 0], 0.99), torch.tensor([True]))
+    assert stats["loss"].item() == pytest.approx(expected)
+
+
 def test_exponential_epsilon_decays_per_replay_per_seed_down_to_the_floor():
     agent = Agent(preset("classic", seeds=2), 4, 2)
     agent.update_epsilon(1, torch.tensor([True, False]))

@@ -130,8 +130,11 @@ class Agent:
         # ALGO LOGIC: the TD target, the loss on Q(s, a), one gradient step, the target network follows.
         y = td_target(batch, self.online, self.target, cfg.double)
         q = self.online(batch.obs).gather(-1, batch.action.unsqueeze(-1)).squeeze(-1)   # [K, B]
-        loss_fn = F.smooth_l1_loss if cfg.loss == "huber" else F.mse_loss
-        per_seed = (batch.weight * loss_fn(q, y, reduction="none")).mean(dim=1)   # weight: PER's correction
+        if cfg.loss == "huber":
+            elementwise = F.huber_loss(q, y, reduction="none", delta=cfg.huber_delta)
+        else:
+            elementwise = F.mse_loss(q, y, reduction="none")
+        per_seed = (batch.weight * elementwise).mean(dim=1)   # weight: PER's correction
         self.online.zero_grad()
         per_seed.sum().backward()                 # seeds share no parameters: each gets its own gradient
         grad = self.online.flat.grad

@@ -78,6 +78,8 @@ class Config:
                              low=0.0, low_open=True)
     gamma: float = _param(0.99, "discount factor", low=0.0, low_open=True, high=1.0)
     loss: str = _param("huber", "TD loss: huber (smooth L1) or mse", choices=("huber", "mse"))
+    huber_delta: float = _param(1.0, "huber: TD errors beyond this count linearly, not squared (SB3's: 1)",
+                                low=0.0, low_open=True)
     max_grad_norm: float = _param(10.0, "clip each seed's gradient norm to this (0: off)", low=0.0)
     batch_size: int = _param(64, "transitions per gradient update", low=1)
     replay_ratio: float = _param(1.0, "gradient updates per env step (0.25: one update every 4 steps)",
