@@ -33,3 +33,11 @@ def run_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedP
 @pytest.fixture
 def tiny_config():
     return tiny
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache():
+    """The JAX core's compiled programs persist between test runs (and between xdist workers)."""
+    from cartpole_dqn.core import enable_compile_cache
+
+    enable_compile_cache()

@@ -3,3 +3,23 @@
 Everything one agent owns is one pytree; training is `jax.lax.scan` over env steps and `jax.vmap` over seeds, so
 a chunk of training is one compiled program with no Python on the per-step path.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def enable_compile_cache(folder: str | Path | None = None) -> Path:
+    """Keep compiled programs on disk (default `$XDG_CACHE_HOME/cartpole-dqn/jax`, else `~/.cache/...`), so a
+    second run with the same shapes starts without compiling: compile time is the user's time."""
+    import jax
+
+    if folder is None:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = base / "cartpole-dqn" / "jax"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return folder
