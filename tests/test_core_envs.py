@@ -20,6 +20,9 @@ from cartpole_dqn.core.envs import TWINS, has_twin, make_twin
 
 ENV_IDS = sorted(TWINS)
 
+# gymnasium warns on every make of CartPole-v0, which is kept here on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date:DeprecationWarning")
+
 # gymnax EnvState fields, in the order of gymnasium's `env.unwrapped.state`.
 FIELDS = {
     "CartPole-v1": ("x", "x_dot", "theta", "theta_dot"),

@@ -267,6 +267,8 @@ def record(model: str | Path | Policy, out: str | Path, episodes: int = 1, fps: 
         # Off-screen rendering needs no window system; without this SDL prints a spurious "error:" line on
         # headless machines. Left alone where a display exists, so `play` in the same process still opens one.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        # gymnasium 1.3's renderer calls pygame.init(), which also opens audio: ALSA's "cannot find card" lines.
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = gym.make(policy.env, render_mode="rgb_array")
     frames, returns = [], []
     try:
