@@ -1,4 +1,9 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -83,3 +88,93 @@ def test_device_cuda_without_cuda_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and err.count("\n") == 1
     assert not (tmp_path / "d").exists()
+
+
+HEAVY = ("torch", "jax", "numpy", "gymnasium", "matplotlib")
+
+
+def _heavy_after(code: str) -> list[str]:
+    """The numeric libraries loaded once `code` has run in a fresh interpreter."""
+    probe = f"import sys\n{code}\nprint([m for m in {HEAVY!r} if m in sys.modules])"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1].replace("'", '"'))
+
+
+def test_importing_the_cli_loads_no_numeric_library():
+    assert _heavy_after("import cartpole_dqn.cli") == []
+    assert _heavy_after("import cartpole_dqn; cartpole_dqn.__version__, cartpole_dqn.ConfigError") == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--seeds", "many"],
+                                  ["train", "--set", "bogus=1"], ["train", "--set", "lr=0"],
+                                  ["bench", "--procs", "0"], ["train", "--preset", "fastest"]])
+def test_help_and_refused_flags_answer_without_the_numeric_libraries(argv):
+    """What made `--help` take 3 s was importing torch first; none of these may import it."""
+    code = ("from cartpole_dqn.cli import main\ntry:\n    code = main(%r)\nexcept SystemExit as e:\n"
+            "    code = e.code\nassert code in (0, 2), code" % (argv,))
+    assert _heavy_after(code) == []
+
+
+def test_the_package_api_loads_on_first_use():
+    import cartpole_dqn
+    from cartpole_dqn import train
+
+    assert callable(train) and callable(cartpole_dqn.evaluate) and set(cartpole_dqn.__all__) <= set(dir(cartpole_dqn))
+    import cartpole_dqn.train  # noqa: F401 - importing the submodule leaves the package's `train` the function
+    assert cartpole_dqn.train is train
+    with pytest.raises(AttributeError):
+        cartpole_dqn.no_such_name
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, delay):
+    """A real SIGINT while the command is still importing its libraries: no traceback, exit code 130."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "train", "--out", str(out), "--max-steps", "5000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(f"/proc/{p.pid}/status") and time.monotonic() < deadline:  # the process exists
+        time.sleep(0.01)
+    time.sleep(delay)
+    assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    if not (out / "config.json").exists():        # still starting when the signal came (the usual case)
+        assert stderr == "cartpole-dqn: interrupted\n"
+
+
+@pytest.mark.parametrize("missing,argv,extra", [
+    ("tensorboard", ["train", "--tensorboard", "--max-steps", "50"], "tensorboard"),
+    ("tensorboard", ["resume", "--tensorboard"], "tensorboard"),
+    ("optuna", ["tune", "--trials", "1"], "tune"),
+    ("Box2D", ["train", "--env", "LunarLander-v3"], "box2d"),
+])
+def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, monkeypatch, capsys, missing, argv, extra):
+    """The package made unimportable, as on a plain install; nothing is created or trained."""
+    import cartpole_dqn
+
+    monkeypatch.setitem(sys.modules, missing, None)
+    for name in [m for m in sys.modules if m.startswith(("gymnasium.envs.box2d", "cartpole_dqn.tune"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(cartpole_dqn, "tune", raising=False)
+    out = tmp_path / "never"
+    place = [str(out)] if argv[0] == "resume" else ["--out", str(out)]
+    assert main([argv[0], *place, *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert f"pip install 'cartpole-dqn[{extra}]'" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_noisy_alone_trains_and_records_epsilon_zero(tmp_path):
+    r = run_cli("train", "--set", "noisy=true", "--max-steps", "300", "--eval-every", "0", "--set", "hidden=16,16",
+                "--set", "learning_starts=32", "--set", "batch_size=8", "--set", "final_eval_episodes=0",
+                "--set", "plot_every=0", "--quiet", "--out", str(tmp_path / "noisy"))
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "noisy" / "config.json").read_text())
+    assert cfg["noisy"] is True and cfg["epsilon_start"] == 0.0 and cfg["epsilon_end"] == 0.0
+    r = run_cli("train", "--set", "noisy=true", "--set", "epsilon_start=0.5", "--out", str(tmp_path / "no"))
+    assert r.returncode == 2 and "noisy=true explores by itself" in r.stderr and r.stderr.count("\n") == 1

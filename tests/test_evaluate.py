@@ -83,6 +83,22 @@ def test_record_writes_an_mp4_and_refuses_unknown_extensions(k_run, tmp_path, ca
     assert not (tmp_path / "agent.avi").exists()
 
 
+@pytest.mark.parametrize("missing,name", [("imageio_ffmpeg", "agent.mp4"), ("imageio", "agent.gif")])
+def test_record_without_its_extra_refuses_before_playing_a_frame(k_run, tmp_path, monkeypatch, capsys, missing,
+                                                                  name):
+    import importlib
+    import sys
+
+    module = importlib.import_module("cartpole_dqn.evaluate")   # the package's `evaluate` is the function
+    played = []
+    monkeypatch.setattr(module, "_episodes", lambda *a, **k: played.append(1) or iter(()))
+    monkeypatch.setitem(sys.modules, missing, None)
+    assert main(["record", str(k_run), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'cartpole-dqn[record]'" in err and missing in err and err.count("\n") == 1
+    assert played == [] and not (tmp_path / name).exists()
+
+
 def test_play_without_a_display_says_so(k_run, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -126,6 +142,15 @@ def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     with pytest.raises(ConfigError, match=r"cartpole-dqn\[tensorboard\]"):
         train(tiny(max_steps=50), tmp_path / "n", verbose=False, tensorboard=True)
+
+
+def test_tensorboard_not_installed_is_refused_before_the_run_folder_exists(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(ConfigError, match=r"pip install 'cartpole-dqn\[tensorboard\]'"):
+        train(tiny(max_steps=50), tmp_path / "n", verbose=False, tensorboard=True)
+    assert not (tmp_path / "n").exists()
 
 
 def test_the_api_and_the_cli_give_the_same_results_for_one_seed(tmp_path):

@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C in the split second of importing the CLI: one line, as everywhere else
+    print("cartpole-dqn: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from .config import Config, ConfigError, to_dict
+from .config import check_bench_arguments as check_arguments  # in config: the CLI checks without numpy
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -402,14 +403,3 @@ def _span(seeds: list[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
         else ", ".join(map(str, seeds))
 
-
-def check_arguments(seeds: int, seed_start: int, procs: int = 1, threads: int = 1) -> None:
-    """The benchmark's own argument checks, one line each (the config checks the rest)."""
-    if seeds < 1:
-        raise ConfigError(f"--seeds {seeds} is not allowed: a benchmark needs at least 1 seed")
-    if seed_start < 0:
-        raise ConfigError(f"--seed-start {seed_start} is negative: seeds are numbered from 0")
-    if procs < 1:
-        raise ConfigError(f"--procs {procs} is not allowed: use 1 or more processes")
-    if threads < 1:
-        raise ConfigError(f"--threads {threads} is not allowed: use 1 or more torch threads")

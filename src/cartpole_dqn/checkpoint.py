@@ -21,13 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
 from .networks import QNetwork
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A model or checkpoint that cannot be loaded; the CLI prints it as one line with exit code 2."""
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

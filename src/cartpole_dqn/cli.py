@@ -1,21 +1,52 @@
 """The command line: parses arguments, calls the Python API, and turns every user error into one line and exit 2.
 
-Each subcommand is a thin view of an API function; nothing here knows about tensors or training.
+Each subcommand is a thin view of an API function; nothing here knows about tensors or training. This module imports
+nothing heavy (no numpy, torch, JAX, gymnasium or matplotlib): each command imports what it needs when it runs,
+inside `main`'s handlers, so `--help` and a refused flag answer at once and Ctrl-C during those imports is one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from . import __version__
-from .checkpoint import CheckpointError
-from .config import FIELDS, PRESETS, Config, ConfigError, allowed, build, parse_value
+from .config import FIELDS, PRESETS, Config, allowed, build, check_bench_arguments, parse_value
+from .errors import CheckpointError, ConfigError, missing, require
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "cartpole-dqn: interrupted"
+
+
+@contextmanager
+def _importing() -> Iterator[None]:
+    """Around the imports of torch, numpy and gymnasium (seconds): Ctrl-C then prints one line and exits at once.
+
+    A KeyboardInterrupt raised inside a library's import does not always arrive as one: Python wraps it, for
+    example, in a RuntimeError when it interrupts a class body's `__set_name__`. Nothing has been written yet, so
+    leaving at once loses nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: Any) -> None:
+        sys.stderr.write(INTERRUPTED + "\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,17 +110,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return build(args.preset, args.config, overrides)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+def _need_tensorboard(args: argparse.Namespace) -> None:
+    if args.tensorboard:
+        require("tensorboard", "tensorboard", "--tensorboard")
 
-    result = train(config_from_args(args), args.out, verbose=not args.quiet, tensorboard=args.tensorboard)
+
+# Each command checks its arguments before importing the modules that do the work: those imports take seconds.
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    _need_tensorboard(args)
+    with _importing():
+        from .train import train
+
+    result = train(cfg, args.out, verbose=not args.quiet, tensorboard=args.tensorboard)
     if not args.quiet:
         _report(result)
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .train import resume
+    _need_tensorboard(args)
+    with _importing():
+        from .train import resume
 
     result = resume(args.out, max_episodes=args.max_episodes, max_steps=args.max_steps, verbose=not args.quiet,
                     tensorboard=args.tensorboard)
@@ -99,8 +141,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import write_json
-    from .evaluate import evaluate
+    with _importing():
+        from .checkpoint import write_json
+        from .evaluate import evaluate
 
     result = evaluate(args.model, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)
     for line in result.lines():
@@ -111,7 +154,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from .evaluate import record
+    with _importing():
+        from .evaluate import record
 
     rec = record(args.model, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed)
     print(f"Recorded {rec.frames} frames (returns {', '.join(f'{r:g}' for r in rec.returns)}) to {rec.path}")
@@ -119,7 +163,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from .evaluate import play
+    with _importing():
+        from .evaluate import play
 
     returns = play(args.model, episodes=args.episodes, seed=args.seed)
     print("returns: " + ", ".join(f"{r:g}" for r in returns))
@@ -127,7 +172,8 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .scores import plot
+    with _importing():
+        from .scores import plot
 
     print(f"Plot written to {plot(args.runs, args.out)}")
     return 0
@@ -184,10 +230,11 @@ def _add_agent_commands(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import check_arguments, run_bench
-
-    check_arguments(args.seeds, args.seed, args.procs, args.threads)
+    check_bench_arguments(args.seeds, args.seed, args.procs, args.threads)
     cfg = config_from_args(args)
+    with _importing():
+        from .bench import run_bench
+
     out = args.out or Path("runs") / f"bench-{cfg.env}-{cfg.preset}-{args.rule or 'own'}-s{cfg.seed}-{cfg.seeds}"
     run_bench(cfg, out, procs=args.procs, threads=args.threads, verbose=True)
     print(f"bench.csv, bench.json, curves.png and ebs.png in {out}")
@@ -210,12 +257,14 @@ def _add_bench_command(sub: Any) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    require("optuna", "tune", "tune")  # before the import below, which takes seconds
     try:
-        from . import tune
+        with _importing():
+            from . import tune
     except ModuleNotFoundError as e:
         if e.name not in ("optuna", "sqlalchemy"):
             raise
-        raise ConfigError("tune needs Optuna: pip install -c constraints.txt 'cartpole-dqn[tune]'") from None
+        raise missing(e.name, "tune", "tune") from None
     out = args.out or Path("runs") / "tune"
     url = args.storage or tune.default_storage(out)
     if args.report or args.export:
@@ -304,17 +353,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    """Run the command `argv` (default: sys.argv[1:]); the exit code: 0, 2 for a user error, 130 for Ctrl-C."""
     try:
+        args = build_parser().parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except (ConfigError, CheckpointError) as e:
         print(f"cartpole-dqn: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("cartpole-dqn: interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as e:
+        if not _caused_by_ctrl_c(e):
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _caused_by_ctrl_c(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt lies behind `e`, which a library wrapped on its way out."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,9 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-
-class ConfigError(ValueError):
-    """A bad value from the user; the CLI prints its message as one line and exits with code 2."""
+from .errors import ConfigError  # re-exported: `from cartpole_dqn.config import ConfigError` keeps working
 
 
 def _param(default: Any, help: str, *, low: float | None = None, high: float | None = None,
@@ -64,7 +62,8 @@ class Config:
                        choices=("torch", "glorot"))
     dueling: bool = _param(False, "dueling head: Q = V + A - mean(A)")
     layer_norm: bool = _param(False, "normalise each hidden layer's pre-activations (LayerNorm, no learned scale)")
-    noisy: bool = _param(False, "noisy linear layers (factorised Gaussian) explore instead of epsilon (set it to 0)")
+    noisy: bool = _param(False, "noisy linear layers (factorised Gaussian) explore instead of epsilon (implies "
+                                "epsilon 0)")
     noisy_sigma0: float = _param(0.5, "noisy: initial noise scale sigma0 (sigma = sigma0 / sqrt(fan_in))",
                                  low=0.0, low_open=True)
 
@@ -307,19 +306,31 @@ def validate(cfg: Config) -> Config:
     if not cfg.replacement and cfg.batch_size > cfg.learning_starts:
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds learning_starts={cfg.learning_starts}: sampling "
                           "without replacement needs at least a batch in memory")
+    if cfg.noisy and (cfg.epsilon_start > 0 or cfg.epsilon_end > 0):
+        raise ConfigError(f"noisy=true explores by itself: set epsilon_start=0 and epsilon_end=0 (got "
+                          f"{cfg.epsilon_start} and {cfg.epsilon_end})")
     if cfg.epsilon_end > cfg.epsilon_start:
         raise ConfigError(f"epsilon_end={cfg.epsilon_end} is above epsilon_start={cfg.epsilon_start}: "
                           "epsilon must not grow")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"device={cfg.device!r} is not allowed: auto, cpu, cuda or cuda:N")
-    if cfg.noisy and (cfg.epsilon_start > 0 or cfg.epsilon_end > 0):
-        raise ConfigError(f"noisy=true explores by itself: set epsilon_start=0 and epsilon_end=0 (got "
-                          f"{cfg.epsilon_start} and {cfg.epsilon_end})")
     if cfg.prioritized and not cfg.replacement:
         raise ConfigError("prioritized=true samples by priority: it cannot be combined with replacement=false")
     if cfg.double and cfg.target_update_interval == 0:
         raise ConfigError("double=true needs a target network: set target_update_interval >= 1")
     return cfg
+
+
+def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1, threads: int = 1) -> None:
+    """The benchmark's own argument checks, one line each (the config checks the rest)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds} is not allowed: a benchmark needs at least 1 seed")
+    if seed_start < 0:
+        raise ConfigError(f"--seed-start {seed_start} is negative: seeds are numbered from 0")
+    if procs < 1:
+        raise ConfigError(f"--procs {procs} is not allowed: use 1 or more processes")
+    if threads < 1:
+        raise ConfigError(f"--threads {threads} is not allowed: use 1 or more torch threads")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -361,7 +372,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def build(preset_name: str | None = None, file: str | Path | None = None,
           overrides: dict[str, Any] | None = None) -> Config:
     """Compose a Config: the preset (named, else the file's, else default), then the file's settings, then
-    `overrides` (CLI flags and --set), validated."""
+    `overrides` (CLI flags and --set), validated. With `noisy` on, an epsilon bound that none of them sets is 0."""
     from_file = load_toml(file) if file is not None else {}
     overrides = dict(overrides or {})
     env = overrides.get("env") or from_file.get("env")
@@ -372,6 +383,11 @@ def build(preset_name: str | None = None, file: str | Path | None = None,
     values = {**PRESETS[name], **from_file, **overrides, "preset": name}
     for key, value in values.items():
         values[key] = _check_type(key, value)
+    if values.get("noisy"):
+        # Noisy layers explore by themselves: epsilon defaults to 0 for them. Bounds the user gave (flag, file or
+        # preset) are kept, so a non-zero one is still refused by `validate` rather than silently dropped.
+        values.setdefault("epsilon_start", 0.0)
+        values.setdefault("epsilon_end", 0.0)
     return validate(dataclasses.replace(Config(), **values))
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from .config import Config, ConfigError
+from .config import Config
+from .errors import ConfigError, missing
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,11 @@ def _make_one(env_id: str):
     try:
         return gym.make(env_id)
     except gym.error.DependencyNotInstalled as e:
-        raise ConfigError(f"environment {env_id!r} needs a missing dependency: {e}") from None
+        entry = str(getattr(gym.spec(env_id), "entry_point", ""))
+        if "box2d" in entry or "box2d" in str(e).lower():
+            raise missing("Box2D", "box2d", f"environment {env_id!r}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"environment {env_id!r} needs a missing dependency: {first}") from None
 
 
 def check_spaces(env: gym.Env | gym.vector.VectorEnv, env_id: str) -> tuple[int, int]:

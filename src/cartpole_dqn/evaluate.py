@@ -17,8 +17,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, env_state, load_model, network_for, set_env_state
-from .config import ConfigError
+from .checkpoint import env_state, load_model, network_for, set_env_state
+from .errors import CheckpointError, ConfigError, require
 from .envs import FINAL_EVAL_SEED_BASE, _make_one, check_spaces, env_spec, observation_size
 from .networks import QNetwork
 
@@ -262,6 +262,10 @@ def record(model: str | Path | Policy, out: str | Path, episodes: int = 1, fps: 
                           + " or ".join(RECORD_FORMATS))
     if episodes < 1 or fps < 1:
         raise ConfigError(f"--episodes {episodes} and --fps {fps} must both be integers >= 1")
+    # Refuse before a single frame is played, not after the whole film is in memory.
+    require("imageio", "record", "recording")
+    if ext == ".mp4":
+        require("imageio_ffmpeg", "record", "an MP4")
     policy = _policy(model)
     if not has_display():
         # Off-screen rendering needs no window system; without this SDL prints a spurious "error:" line on
@@ -297,11 +301,6 @@ def _write_video(out: Path, frames: list[np.ndarray], fps: int) -> None:
         if out.suffix.lower() == ".gif":
             imageio.mimwrite(tmp, frames, format="GIF", duration=1000.0 / fps, loop=0)
         else:
-            try:
-                import imageio_ffmpeg  # noqa: F401
-            except ImportError:
-                raise ConfigError("an MP4 needs ffmpeg: pip install 'cartpole-dqn[record]' (imageio-ffmpeg)") \
-                    from None
             imageio.mimwrite(tmp, frames, format="FFMPEG", fps=fps, macro_block_size=2)
         os.replace(tmp, out)
     finally:

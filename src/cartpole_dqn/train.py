@@ -28,6 +28,7 @@ from .checkpoint import (CHECKPOINT_DIR, CheckpointError, env_state, env_state_e
                          memory_tensors, need, save_checkpoint, save_model, set_env_state, write_json)
 from .config import Config, ConfigError, from_dict, resolve_device, to_dict, validate
 from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, make_envs, observation_size, resolve_rule, step_envs
+from .errors import missing, require
 from .evaluate import Evaluator
 from .replay import ReplayMemory
 from .scores import ScoreLog
@@ -148,9 +149,8 @@ class Board:
     def __init__(self, out: Path, seeds: list[int]):
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError("--tensorboard needs the tensorboard package: pip install 'cartpole-dqn[tensorboard]'") \
-                from None
+        except ImportError:  # `train` checked the package; this is torch's side of it failing to import
+            raise missing("tensorboard", "tensorboard", "--tensorboard") from None
         dirs = [out / "tb"] if len(seeds) == 1 else [out / "tb" / f"seed-{s}" for s in seeds]
         self.writers = [SummaryWriter(str(d)) for d in dirs]
 
@@ -510,8 +510,10 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
     """
     cfg = validate(cfg)
     cfg, rule = resolve_rule(cfg)
-    observation_size(cfg.env)             # refuse a bad environment or device before creating any folder
+    observation_size(cfg.env)             # refuse a bad environment, device or extra before creating any folder
     resolve_device(cfg.device)
+    if tensorboard:
+        require("tensorboard", "tensorboard", "--tensorboard")
     out = Path(out) if out is not None else default_out(cfg)
     prepare_out(out)
     run = Run(cfg, rule, out, tensorboard=tensorboard)
@@ -528,6 +530,8 @@ def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int |
     """Continue the run in `out` from its checkpoint (see `Run.resume`); a larger `max_episodes` or `max_steps`
     extends the budget. On CartPole the scores equal those of the run left uninterrupted, wall-clock aside."""
     out = Path(out)
+    if tensorboard:
+        require("tensorboard", "tensorboard", "--tensorboard")
     if not out.is_dir():
         raise CheckpointError(f"{str(out)!r} is not a run folder" + ("" if out.exists() else " (it does not exist)"))
     run = Run.resume(out, max_episodes=max_episodes, max_steps=max_steps, tensorboard=tensorboard,

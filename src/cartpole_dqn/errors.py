@@ -1,0 +1,37 @@
+"""The errors a user can cause, and the optional packages a command may need: light enough for the CLI to import.
+
+Every ConfigError and CheckpointError becomes one line on stderr and exit code 2 in the CLI. They live here, away
+from torch and the numeric libraries, so that `cartpole-dqn --help` and a refused flag answer at once, and so that
+a missing optional package is named before any frame is played, any folder created or any training started.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+
+class ConfigError(ValueError):
+    """A bad value from the user; the CLI prints its message as one line and exits with code 2."""
+
+
+class CheckpointError(ValueError):
+    """A model or checkpoint that cannot be loaded; the CLI prints it as one line with exit code 2."""
+
+
+def installed(module: str) -> bool:
+    """Whether the top-level `module` can be imported, found without importing it (so the check costs nothing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module left half-imported, or made unimportable on purpose
+        return False
+
+
+def missing(module: str, extra: str, what: str) -> ConfigError:
+    """The one-line error for `what` (say "an MP4") lacking `module`, naming the extra that installs it."""
+    return ConfigError(f"{what} needs {module}, which is not installed: pip install 'cartpole-dqn[{extra}]'")
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """Refuse with `missing`'s message unless `module` is installed; call it before any work is done."""
+    if not installed(module):
+        raise missing(module, extra, what)
