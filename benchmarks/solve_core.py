@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import time
 from datetime import datetime, timezone
 
@@ -24,18 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cartpole_dqn.bench import cpu_model
 from cartpole_dqn.config import parse_value, preset
 from cartpole_dqn.core import loop
 from cartpole_dqn.core.networks import Network
 from cartpole_dqn.envs import RULES
-
-
-def cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -59,7 +51,7 @@ def main() -> None:
     print(f"# solve_core: preset {cfg.preset}, rule {rule.name} ({rule.env}, {rule.threshold:g} over {rule.window}), "
           f"seeds {seeds[0]}-{seeds[-1]}, hidden {cfg.hidden}, replay ratio {cfg.replay_ratio:g}, "
           f"budget {cfg.max_steps:,} steps / {cfg.max_episodes:,} episodes")
-    print(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {cpu()}, {os.cpu_count()} cores; "
+    print(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {cpu_model()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__} on {jax.default_backend()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '(unset)')}")
     start = time.perf_counter()
     states = jax.vmap(lambda s: loop.init_seed(cfg, net, task, s))(jnp.asarray(seeds))

@@ -32,16 +32,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cartpole_dqn.bench import cpu_model
+
 CHUNK = 2000
 RECOMMENDED_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

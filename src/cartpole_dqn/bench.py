@@ -117,17 +117,21 @@ def _finite(v: float) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------- machine ---
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine(threads: int | None = None) -> str:
     """CPU model, cores, torch version and thread count (`threads`: those the timed work used, when not this
     process's current setting): the context every timing needs."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     device = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on {device}, "
             f"{threads or torch.get_num_threads()} threads")

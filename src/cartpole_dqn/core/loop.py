@@ -98,9 +98,11 @@ def observe(cfg: Config, s: SeedState, action: jax.Array, reward: jax.Array, ter
     stored, no_bootstrap = agent_lib.learning_signal(cfg, reward, terminated, truncated)
     memory = replay.add(s.memory, s.obs, action, stored, final_obs.astype(jnp.float32), no_bootstrap, done,
                         gamma=cfg.gamma, n_step=cfg.n_step, alpha=cfg.priority_alpha, write=s.active)
-    moved = s._replace(memory=memory, env_state=env_state, obs=next_obs.astype(jnp.float32),
-                       ep_return=s.ep_return + reward, ep_length=s.ep_length + 1)
-    return _select(s.active, moved, s._replace(memory=memory))
+    # The memory has honoured `active` itself; only what the step moves is selected here.
+    env_state, obs, ep_return, ep_length = _select(
+        s.active, (env_state, next_obs.astype(jnp.float32), s.ep_return + reward, s.ep_length + 1),
+        (s.env_state, s.obs, s.ep_return, s.ep_length))
+    return s._replace(memory=memory, env_state=env_state, obs=obs, ep_return=ep_return, ep_length=ep_length)
 
 
 def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array, learner: jax.Array) -> SeedState:
