@@ -20,11 +20,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from safetensors.numpy import load as np_load
+from safetensors.numpy import save as np_save
 
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
 from .networks import QNetwork
 
 FORMAT_VERSION = 1
+# A checkpoint folder of version 2 holds the JAX core's state pytree; version 1 was the PyTorch trainer's.
+CHECKPOINT_FORMAT_VERSION = 2
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -131,23 +135,23 @@ CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_META = "meta.json"
 
 
-def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def save_checkpoint(folder: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write a checkpoint into `folder` (created if needed) without ever leaving it unreadable."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     previous = {p.name for p in folder.glob("state-*.safetensors")}
     n = 1 + max((int(name[6:-12]) for name in previous if name[6:-12].isdigit()), default=0)
     name = f"state-{n:06d}.safetensors"
-    raw = st_save({key: t.detach().contiguous().cpu() for key, t in tensors.items()})
+    raw = np_save({key: np.ascontiguousarray(a) for key, a in arrays.items()})
     atomic_write(folder / name, raw)
-    write_json(folder / CHECKPOINT_META, {**meta, "format_version": FORMAT_VERSION, "tensors": name,
+    write_json(folder / CHECKPOINT_META, {**meta, "format_version": CHECKPOINT_FORMAT_VERSION, "tensors": name,
                                           "sha256": hashlib.sha256(raw).hexdigest()})
     for old in previous - {name}:  # only now is the old tensor file no longer needed
         (folder / old).unlink(missing_ok=True)
 
 
-def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of the checkpoint in `folder`; CheckpointError if it is missing, cut short, altered or
+def load_checkpoint(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, metadata) of the checkpoint in `folder`; CheckpointError if it is missing, cut short, altered or
     written by another version of the format. Nothing is unpickled."""
     folder = Path(folder)
     meta_path = folder / CHECKPOINT_META
@@ -157,9 +161,10 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if not isinstance(meta, dict):
         raise CheckpointError(f"{str(meta_path)!r} is not a checkpoint description (truncated or corrupted?)")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{str(folder)!r} is a checkpoint of format version {version}; this cartpole-dqn "
-                              f"reads version {FORMAT_VERSION}")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        old = " (the PyTorch trainer's; retrain, or resume it with cartpole-dqn 0.1)" if version == 1 else ""
+        raise CheckpointError(f"{str(folder)!r} is a checkpoint of format version {version}{old}; this "
+                              f"cartpole-dqn reads version {CHECKPOINT_FORMAT_VERSION}")
     name = meta.get("tensors")
     if not isinstance(name, str) or "/" in name or "\\" in name:
         raise CheckpointError(f"{str(meta_path)!r} names no tensor file (truncated or corrupted?)")
@@ -172,21 +177,10 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         raise CheckpointError(f"{str(path)!r} does not match its checksum in {CHECKPOINT_META} "
                               "(truncated or corrupted?)")
     try:
-        tensors = st_load(raw)
+        arrays = np_load(raw)
     except (SafetensorError, ValueError) as e:  # pragma: no cover - the checksum catches damage first
         raise CheckpointError(f"{str(path)!r} is not a valid safetensors file: {e}") from None
-    return tensors, meta
-
-
-def need(tensors: dict[str, torch.Tensor], key: str, like: torch.Tensor | None = None) -> torch.Tensor:
-    """tensors[key], checked against the shape and dtype it must replace; CheckpointError names what differs."""
-    if key not in tensors:
-        raise CheckpointError(f"the checkpoint lacks {key!r}: it was written by another configuration or version")
-    t = tensors[key]
-    if like is not None and (t.shape != like.shape or t.dtype != like.dtype):
-        raise CheckpointError(f"checkpoint tensor {key!r} is {t.dtype} {tuple(t.shape)}, this run needs "
-                              f"{like.dtype} {tuple(like.shape)}: it was written by another configuration or version")
-    return t
+    return arrays, meta
 
 
 # ----------------------------------------------------------------------------------- environment states ---
@@ -245,32 +239,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
-
-
-# ---------------------------------------------------------------------------------------------- replay memory ---
-_MEMORY_FIELDS = ("obs", "next_obs", "action", "reward", "discount")
-
-
-def memory_tensors(memory: Any) -> dict[str, torch.Tensor]:
-    """The filled part of a ReplayMemory (never the unwritten rest of its capacity) and its priorities."""
-    out = {name: getattr(memory, name)[:, :memory.size] for name in _MEMORY_FIELDS}
-    out["episode_steps"] = memory.episode_steps
-    if memory.prioritized:
-        out["tree"], out["max_priority"] = memory.tree, memory.max_priority
-    return out
-
-
-def load_memory(memory: Any, tensors: dict[str, torch.Tensor], meta: dict[str, int]) -> None:
-    """Fill `memory` (freshly built with the same configuration) from `memory_tensors` output."""
-    size, pos = int(meta["size"]), int(meta["pos"])
-    if not 0 <= pos < memory.capacity or not 0 <= size <= memory.capacity:
-        raise CheckpointError(f"the checkpoint's replay memory (size {size}, position {pos}) does not fit a "
-                              f"capacity of {memory.capacity}: it was written by another configuration or version")
-    for name in _MEMORY_FIELDS:
-        target = getattr(memory, name)[:, :size]
-        target.copy_(need(tensors, name, target))
-    memory.episode_steps = need(tensors, "episode_steps", memory.episode_steps).clone()
-    if memory.prioritized:
-        memory.tree.copy_(need(tensors, "tree", memory.tree))
-        memory.max_priority = need(tensors, "max_priority", memory.max_priority).clone()
-    memory.size, memory.pos = size, pos

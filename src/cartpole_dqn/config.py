@@ -15,10 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import torch
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -125,7 +122,7 @@ class Config:
 
     # --- hardware ------------------------------------------------------------------------------------------------
     device: str = _param("auto", "where tensors live: auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
-    threads: int = _param(1, "torch CPU threads; 1 measured fastest for these small networks on a 2-core machine",
+    threads: int = _param(1, "CPU threads; 1 measured fastest for these small networks on a 2-core machine",
                           low=1, high=256)
 
     # --- output --------------------------------------------------------------------------------------------------
@@ -333,21 +330,24 @@ def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1, threads: 
         raise ConfigError(f"--threads {threads} is not allowed: use 1 or more torch threads")
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device `name` asks for; a ConfigError if it is not there (say, CUDA on a CPU-only build)."""
-    import torch
+def resolve_device(name: str) -> Any:
+    """The JAX device `name` asks for; a ConfigError if it is not there (say, CUDA on the CPU-only wheels)."""
+    import jax
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use cpu "
-                              "or auto")
-        index = int(name.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"numbered from 0")
-    return torch.device(name)
+        return jax.devices()[0]
+    if name == "cpu":
+        return jax.devices("cpu")[0]
+    try:
+        gpus = jax.devices("cuda")
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: CUDA is not available here (jax {jax.__version__} found no CUDA "
+                          "device; pip install 'cartpole-dqn[cuda]' on a machine with one); use cpu or auto") \
+            from None
+    index = int(name.partition(":")[2] or 0)
+    if index >= len(gpus):
+        raise ConfigError(f"--device {name}: this machine has {len(gpus)} CUDA device(s), numbered from 0")
+    return gpus[index]
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -85,8 +85,10 @@ class ScoreLog:
         return (row[0], f"{row[1]:.3f}", *(f"{v:.4f}" for v in row[2:]))
 
     def add_episode(self, ret: float, length: int, epsilon: float, mean_loss: float, env_steps: int,
-                    wall: float) -> bool:
-        """Record one finished episode; True if this episode completes the first solving window."""
+                    wall: float, solved: bool | None = None) -> bool:
+        """Record one finished episode; True if this episode completes the first solving window. `solved` is the
+        training program's own verdict, taken as given (its float32 window mean decided when the seed froze);
+        without it the rule is applied here."""
         self.returns.append(float(ret))
         self.lengths.append(int(length))
         self.env_steps.append(int(env_steps))
@@ -96,8 +98,10 @@ class ScoreLog:
         n, w = len(self.returns), self.rule.window
         mean = float(np.mean(self.returns[-w:]))
         self._write(self._csv, self._episode_row(n - 1))
-        just_solved = (self.solved_at is None and self.rule.threshold is not None and n >= w
-                       and mean >= self.rule.threshold - 1e-9 * max(1.0, abs(self.rule.threshold)))
+        if solved is None:
+            solved = (self.rule.threshold is not None and n >= w
+                      and mean >= self.rule.threshold - 1e-9 * max(1.0, abs(self.rule.threshold)))
+        just_solved = self.solved_at is None and bool(solved)
         if just_solved:
             self.solved_at = n - 1
         return just_solved

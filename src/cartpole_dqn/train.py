@@ -1,9 +1,11 @@
-"""The training loop: act, step, store, learn, log; solve detection, evaluation and a clean stop on Ctrl-C.
+"""The training driver: compiled chunks of env steps, and between them everything a user sees.
 
-K seeds run in lockstep: one `envs.step` moves every seed's environment, one `agent.learn` updates every seed's
-network. A seed stops when it solves or its episode budget runs out; from then on it is masked out of learning and
-logging, so its files describe exactly the agent at that moment. The only Python loop on the per-step path is over
-the episodes that just ended.
+The program (core/loop.py) runs a chunk of env steps of every seed at once and hands back one record per seed and
+step. Between chunks, and only there, Python appends the finished episodes to scores.csv, moves the progress bar,
+runs the greedy evaluation, redraws scores.png, writes checkpoints and honours Ctrl-C and SIGTERM. A task with a
+JAX twin (CartPole, Acrobot, MountainCar) is stepped inside the program; any other gymnasium task is stepped on the
+host, one compiled call per env step (store, learn, choose the next action), and yields the same records. A seed
+that solves or spends its budget freezes inside the program at that step, so its files describe the agent then.
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-import torch
 
 from . import __version__
-from .agent import Agent, learning_signal
-from .checkpoint import (CHECKPOINT_DIR, CheckpointError, env_state, env_state_exact, load_checkpoint, load_memory,
-                         memory_tensors, need, save_checkpoint, save_model, set_env_state, write_json)
+from .checkpoint import (CHECKPOINT_DIR, CheckpointError, env_state, env_state_exact, load_checkpoint, save_checkpoint,
+                         save_model, set_env_state, write_json)
 from .config import Config, ConfigError, from_dict, resolve_device, to_dict, validate
-from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, make_envs, observation_size, resolve_rule, step_envs
+from .core import enable_compile_cache, loop, snapshot
+from .core.envs import has_twin, make_twin
+from .core.networks import Network, input_bounds
+from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, _make_one, make_envs, observation_size, resolve_rule, \
+    step_envs
 from .errors import missing, require
-from .evaluate import Evaluator
-from .replay import ReplayMemory
+from .evaluate import greedy_returns
 from .scores import ScoreLog
+
+# Env steps per compiled chunk: long enough that the driver's chores cost nothing, short enough (a fraction of a
+# second on a laptop core) for a live progress bar and a prompt stop. Evaluation and report intervals divide it.
+CHUNK_STEPS = 1000
 
 
 @dataclass
@@ -144,13 +153,14 @@ def _title(cfg: Config, seed: int) -> str:
 
 
 class Board:
-    """Live metrics for TensorBoard: one run per seed under `OUT/tb`, scalars written when an episode ends."""
+    """Live metrics for TensorBoard (tensorboardX writes the event files, no torch needed): one run per seed under
+    `OUT/tb`, scalars written when an episode ends."""
 
     def __init__(self, out: Path, seeds: list[int]):
         try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # `train` checked the package; this is torch's side of it failing to import
-            raise missing("tensorboard", "tensorboard", "--tensorboard") from None
+            from tensorboardX import SummaryWriter
+        except ImportError:  # `train` checked the package; this is its import failing
+            raise missing("tensorboardX", "tensorboard", "--tensorboard") from None
         dirs = [out / "tb"] if len(seeds) == 1 else [out / "tb" / f"seed-{s}" for s in seeds]
         self.writers = [SummaryWriter(str(d)) for d in dirs]
 
@@ -164,44 +174,83 @@ class Board:
             w.close()
 
 
-@dataclass
-class LoopState:
-    """What the loop changes besides the agent, the memory, the environments and the score logs: all of it goes
-    into a checkpoint, so a resumed loop carries on exactly."""
-
-    obs: np.ndarray                 # [K, obs] observations to act from next
-    ep_return: np.ndarray           # [K] return of each seed's current episode so far
-    ep_length: np.ndarray           # [K]
-    stat_sum: torch.Tensor          # [3, K] sums of loss, mean Q and |TD error| over this episode's updates
-    stat_count: torch.Tensor        # [K] updates in this episode
-    active: np.ndarray              # [K] seeds still training
-    stopped_at: np.ndarray          # [K] env steps when each seed stopped
-    stopped_wall: np.ndarray        # [K] wall seconds when each seed stopped
-    steps: int = 0
-    learn_steps: int = 0            # env steps since learning started (for the replay ratio)
-    wall: float = 0.0               # wall seconds of training before this process (resume)
-
-    @classmethod
-    def fresh(cls, obs: np.ndarray, device: torch.device) -> "LoopState":
-        k = len(obs)
-        return cls(obs, np.zeros(k), np.zeros(k, dtype=np.int64), torch.zeros(3, k, device=device),
-                   torch.zeros(k, device=device),
-                   np.ones(k, dtype=bool), np.zeros(k, dtype=np.int64), np.zeros(k))
-
-    def new_episodes(self, done: np.ndarray) -> None:
-        self.ep_return[done] = 0.0
-        self.ep_length[done] = 0
-        self.stat_sum[:, torch.from_numpy(done)] = 0.0
-        self.stat_count[torch.from_numpy(done)] = 0.0
-
-
 # Called every `report_every` env steps with (env steps, each seed's rolling mean); True asks the loop to stop.
 Report = Callable[[int, np.ndarray], bool]
 
 
+def chunk_steps(cfg: Config, report_every: int = 0) -> int:
+    """The chunk length: CHUNK_STEPS, shortened so that evaluations and reports fall on chunk boundaries, and never
+    longer than the step budget."""
+    n = CHUNK_STEPS
+    for every in (cfg.eval_every, report_every):
+        if every:
+            n = math.gcd(n, every)
+    return min(n, cfg.max_steps)
+
+
+def network(cfg: Config, space: Any, n_actions: int) -> Network:
+    """The Q-network `cfg` asks for on an observation space (its bounds scale the inputs under obs_scale=bounds)."""
+    bounds = input_bounds(space.low, space.high) if cfg.obs_scale == "bounds" else (None, None)
+    return Network(int(space.shape[0]), n_actions, tuple(cfg.hidden), cfg.dueling, cfg.noisy, cfg.layer_norm,
+                   cfg.noisy_sigma0, *bounds)
+
+
+class _InProgram:
+    """Steps a task with a JAX twin: each chunk is one call of the compiled program."""
+
+    def __init__(self, cfg: Config, net: Network, task: loop.Task, length: int):
+        self.program = jax.jit(loop.make_chunk(cfg, net, task, length), donate_argnums=1)
+        self.compiled: Any = None
+
+    def prepare(self, t: int, states: loop.SeedState) -> tuple[loop.SeedState, float]:
+        """Compile the chunk for these shapes; returns (states, seconds spent compiling)."""
+        started = time.perf_counter()
+        self.compiled = self.program.lower(jnp.int32(t), states).compile()
+        return states, time.perf_counter() - started
+
+    def run(self, t: int, states: loop.SeedState) -> tuple[int, loop.SeedState, loop.Record]:
+        (t_next, states), records = self.compiled(jnp.int32(t), states)
+        return int(t_next), states, jax.device_get(records)
+
+
+class _OnHost:
+    """Steps a task gymnasium plays on the host: one compiled call per env step stores the step, learns, closes
+    the episodes and chooses the next actions; the chunk's records are stacked as the in-program ones are."""
+
+    def __init__(self, cfg: Config, net: Network, task: loop.Task, length: int, envs: Any):
+        first, step = loop.make_host_step(cfg, net, task)
+        self.first = jax.jit(first)
+        self.step = jax.jit(step, donate_argnums=1)
+        self.length, self.envs = length, envs
+        self.actions: jax.Array | None = None      # chosen for the next env step (part of a checkpoint)
+        self.compiled: Any = None
+
+    def prepare(self, t: int, states: loop.SeedState) -> tuple[loop.SeedState, float]:
+        """The first actions (unless a checkpoint held them), and the step compiled; returns (states, seconds)."""
+        started = time.perf_counter()
+        if self.actions is None:
+            states, self.actions = self.first(states)
+        k = states.obs.shape[0]
+        f, b = jnp.zeros(k, jnp.float32), jnp.zeros(k, bool)
+        self.compiled = self.step.lower(jnp.int32(t), states, self.actions, f, b, b, states.obs, states.obs).compile()
+        return states, time.perf_counter() - started
+
+    def run(self, t: int, states: loop.SeedState) -> tuple[int, loop.SeedState, loop.Record]:
+        records = []
+        t_dev = jnp.int32(t)
+        for _ in range(self.length):
+            next_obs, final_obs, reward, terminated, truncated = step_envs(self.envs, np.asarray(self.actions))
+            (t_dev, states), record, self.actions = self.compiled(
+                t_dev, states, self.actions, reward.astype(np.float32), terminated, truncated,
+                final_obs.astype(np.float32), next_obs.astype(np.float32))
+            records.append(record)
+        records = jax.device_get(records)
+        return int(t_dev), states, jax.tree.map(lambda *r: np.stack(r), *records)
+
+
 class Run:
-    """One training run's working parts: config, environments, agent, replay memory, evaluator, score logs and
-    loop state. `checkpoint` writes all of them; `Run.resume` builds them back from a checkpoint."""
+    """One training run's working parts: config, network, task, the seeds' state pytree, score logs and clocks.
+    `checkpoint` writes all of it; `Run.resume` builds it back from a checkpoint."""
 
     report: Report | None = None         # see `train`
     report_every: int = 1000
@@ -211,63 +260,63 @@ class Run:
         k = cfg.seeds
         self.dirs = [out] if k == 1 else [out / f"seed-{s}" for s in cfg.seed_list]
         self.obs_size, self.n_actions = observation_size(cfg.env)
-        self.device = resolve_device(cfg.device)
-        torch.set_num_threads(cfg.threads)
+        probe = _make_one(cfg.env)
+        self.net = network(cfg, probe.observation_space, self.n_actions)
+        probe.close()
         self.board = Board(out, cfg.seed_list) if tensorboard else None
-        torch.manual_seed(cfg.seed)
-        self.envs = make_envs(cfg.env, cfg.seed_list)
-        space = self.envs.single_observation_space
-        bounds = (space.low, space.high) if cfg.obs_scale == "bounds" else None
-        self.agent = Agent(cfg, self.obs_size, self.n_actions, self.device, bounds)
-        self.memory = ReplayMemory(k, cfg.buffer_size, self.obs_size, gamma=cfg.gamma, n_step=cfg.n_step,
-                                   prioritized=cfg.prioritized, alpha=cfg.priority_alpha, device=self.device)
-        self.evaluator = (Evaluator(cfg.env, cfg.seed_list, cfg.eval_episodes, EVAL_SEED_BASE) if cfg.eval_every
-                          else None)
-        obs, _ = self.envs.reset(seed=cfg.seed_list)
-        self.state = LoopState.fresh(obs, self.device)
+        seeds = jnp.asarray(cfg.seed_list)
+        if has_twin(cfg.env):
+            self.envs = None
+            self.task = loop.Task(*make_twin(cfg.env), rule.threshold, rule.window)
+            self.states = jax.vmap(lambda s: loop.init_seed(cfg, self.net, self.task, s))(seeds)
+        else:
+            self.envs = make_envs(cfg.env, cfg.seed_list)
+            self.task = loop.Task(None, None, rule.threshold, rule.window)
+            obs, _ = self.envs.reset(seed=cfg.seed_list)
+            self.states = jax.vmap(lambda s, o: loop.init_seed(cfg, self.net, self.task, s, o))(
+                seeds, jnp.asarray(obs, jnp.float32))
+        self.t = 0                                   # env steps per seed (the seeds run in lockstep)
+        self.wall = 0.0                              # wall seconds of training before this process (resume)
+        self.compile_seconds = 0.0
+        self.stopped_wall = np.zeros(k)
+        self.host_actions: np.ndarray | None = None  # a host task's next actions, restored from a checkpoint
         self.logs: list[ScoreLog] = []
-        self._start: float | None = None     # perf_counter at wall second 0 of this run, once the loop runs
+        self._start: float | None = None
 
     # ---------------------------------------------------------------------------------------- checkpoints ---
-    def checkpoint(self) -> None:
+    def checkpoint(self, stepper: Any = None) -> None:
         """Write everything the loop needs to continue into OUT/checkpoint (atomically; see checkpoint.py)."""
-        agent, memory, st = self.agent, self.memory, self.state
-        tensors = {"online": agent.online.flat, "epsilon": agent.epsilon, "generator": agent.generator.get_state(),
-                   "torch_rng": torch.get_rng_state(), "obs": torch.from_numpy(st.obs),
-                   "ep_return": torch.from_numpy(st.ep_return), "stat_sum": st.stat_sum, "stat_count": st.stat_count}
-        if agent.target is not agent.online:
-            tensors["target"] = agent.target.flat
-        for key, value in agent.optimizer.state_dict()["state"].get(0, {}).items():
-            tensors[f"optimizer.{key}"] = value
-        for key, value in memory_tensors(memory).items():
-            tensors[f"memory.{key}"] = value
+        arrays = {f"state.{name}": a for name, a in snapshot.to_arrays(self.states).items()}
         for i, log in enumerate(self.logs):
-            for key, value in log.arrays().items():
-                tensors[f"scores.{i}.{key}"] = torch.from_numpy(value)
-        wall = st.wall if self._start is None else time.perf_counter() - self._start
+            for name, a in log.arrays().items():
+                arrays[f"scores.{i}.{name}"] = a
+        actions = stepper.actions if isinstance(stepper, _OnHost) else self.host_actions
+        if actions is not None:
+            arrays["host_actions"] = np.asarray(actions)
+        wall = self.wall if self._start is None else time.perf_counter() - self._start
+        learn_steps = max(0, self.t - self.cfg.learning_starts + 1) if self.cfg.buffer_size >= \
+            self.cfg.learning_starts else 0
         meta = {"cartpole_dqn_version": __version__, "config": to_dict(self.cfg), "env": self.cfg.env,
                 "obs_size": self.obs_size, "n_actions": self.n_actions, "seeds": self.cfg.seed_list,
-                "steps": st.steps, "learn_steps": st.learn_steps, "updates": agent.updates, "wall": wall,
-                "ep_length": st.ep_length.tolist(), "active": st.active.tolist(),
-                "stopped_at": st.stopped_at.tolist(), "stopped_wall": st.stopped_wall.tolist(),
-                "memory": {"pos": memory.pos, "size": memory.size},
+                "steps": self.t, "learn_steps": learn_steps,
+                "updates": np.asarray(self.states.agent.updates).tolist(), "wall": wall,
+                "compile_seconds": self.compile_seconds, "stopped_wall": self.stopped_wall.tolist(),
                 "solved_at": [log.solved_at for log in self.logs],
                 "eval_solved_at": [log.eval_solved_at for log in self.logs],
-                "envs": [env_state(e) for e in self.envs.envs],
-                "evaluator": self.evaluator.state() if self.evaluator is not None else None}
-        save_checkpoint(self.out / CHECKPOINT_DIR, tensors, meta)
+                "envs": None if self.envs is None else [env_state(e) for e in self.envs.envs]}
+        save_checkpoint(self.out / CHECKPOINT_DIR, arrays, meta)
 
     @classmethod
     def resume(cls, out: Path, *, max_episodes: int | None = None, max_steps: int | None = None,
                tensorboard: bool = False, verbose: bool = True) -> "Run":
         """The run saved in OUT/checkpoint, ready to continue; a larger budget re-activates unsolved seeds.
 
-        CartPole and the other classic-control tasks continue exactly: the result equals the run left
-        uninterrupted. For environments whose state gymnasium cannot hand over, resuming is an approximation:
-        the networks, memory, optimizer, generators and scores are restored, but every unfinished episode is
-        abandoned and the environments restart on new seeds (a message says so).
+        Tasks stepped inside the program continue exactly: the result equals the run left uninterrupted. So do the
+        classic-control tasks played on the host. For other host environments, whose state gymnasium cannot hand
+        over, resuming is an approximation: the networks, memory, optimizer, keys and scores are restored, but
+        every unfinished episode is abandoned and the environments restart on new seeds (a message says so).
         """
-        tensors, meta = load_checkpoint(out / CHECKPOINT_DIR)
+        arrays, meta = load_checkpoint(out / CHECKPOINT_DIR)
         try:
             cfg = from_dict(meta["config"])
         except (ConfigError, KeyError, TypeError) as e:
@@ -283,171 +332,150 @@ class Run:
                                   f"and {sizes[1]}")
         run = cls(cfg, rule, out, tensorboard=tensorboard)
         try:
-            exact = run._restore(tensors, meta)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            exact = run._restore(arrays, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
             raise CheckpointError(f"the checkpoint in {str(out)!r} is not usable: {e}") from None
         if not exact and verbose:
             print(f"cartpole-dqn: {cfg.env}'s state cannot be saved: unfinished episodes restart on new seeds, so "
                   "this resumed run only approximates an uninterrupted one", file=sys.stderr)
-        st = run.state
-        st.active = np.array([log.solved_at is None and len(log.returns) < cfg.max_episodes for log in run.logs])
-        st.active &= st.steps < cfg.max_steps
-        if not st.active.any():
+        s = run.states
+        active = (~np.asarray(s.solved) & (np.asarray(s.episodes) < cfg.max_episodes)) & (run.t < cfg.max_steps)
+        if not active.any():
             raise ConfigError(f"nothing to resume in {str(out)!r}: every seed has solved or spent its budget "
                               f"(max_episodes={cfg.max_episodes}, max_steps={cfg.max_steps}); raise "
                               "--max-episodes or --max-steps to train the unsolved ones further")
+        run.states = s._replace(active=jnp.asarray(active))
         return run
 
-    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> bool:
-        """Put every part back as the checkpoint recorded it; False if the environments could only be restarted."""
-        agent, cfg, k = self.agent, self.cfg, self.cfg.seeds
-        with torch.no_grad():
-            agent.online.flat.copy_(need(tensors, "online", agent.online.flat.data))
-            if agent.target is not agent.online:
-                agent.target.flat.copy_(need(tensors, "target", agent.target.flat.data))
-        opt = {key[10:]: t for key, t in tensors.items() if key.startswith("optimizer.")}
-        if opt:
-            agent.optimizer.load_state_dict({"state": {0: opt},
-                                             "param_groups": agent.optimizer.state_dict()["param_groups"]})
-        agent.epsilon = need(tensors, "epsilon", agent.epsilon).to(agent.device, copy=True)
-        agent.generator.set_state(need(tensors, "generator"))
-        torch.set_rng_state(need(tensors, "torch_rng"))
-        agent.updates = int(meta["updates"])
-        load_memory(self.memory, {key[7:]: t for key, t in tensors.items() if key.startswith("memory.")},
-                    meta["memory"])
-        if self.evaluator is not None:
-            self.evaluator.load_state(meta["evaluator"])
-        self.logs = [ScoreLog.from_arrays(d, self.rule, {key: tensors[f"scores.{i}.{key}"].numpy()
-                                                         for key in ScoreLog.ARRAYS},
+    def _restore(self, arrays: dict[str, np.ndarray], meta: dict) -> bool:
+        """Put every part back as the checkpoint recorded it; False if host environments could only be restarted."""
+        k = self.cfg.seeds
+        if len(meta["seeds"]) != k:
+            raise ValueError(f"it holds {len(meta['seeds'])} seeds, the configuration {k}")
+        self.states = snapshot.from_arrays(self.states, {name[6:]: a for name, a in arrays.items()
+                                                         if name.startswith("state.")})
+        self.t, self.wall = int(meta["steps"]), float(meta["wall"])
+        self.compile_seconds = float(meta.get("compile_seconds", 0.0))
+        self.stopped_wall = np.array(meta["stopped_wall"], dtype=float)
+        self.logs = [ScoreLog.from_arrays(d, self.rule, {key: arrays[f"scores.{i}.{key}"] for key in ScoreLog.ARRAYS},
                                           meta["solved_at"][i], meta["eval_solved_at"][i])
                      for i, d in enumerate(self.dirs)]
-        st = LoopState(need(tensors, "obs").numpy().copy(), need(tensors, "ep_return").numpy().copy(),
-                       np.array(meta["ep_length"], dtype=np.int64), need(tensors, "stat_sum").to(self.device, copy=True),
-                       need(tensors, "stat_count").to(self.device, copy=True), np.array(meta["active"], dtype=bool),
-                       np.array(meta["stopped_at"], dtype=np.int64), np.array(meta["stopped_wall"], dtype=float),
-                       int(meta["steps"]), int(meta["learn_steps"]), float(meta["wall"]))
-        if len(st.obs) != k or len(meta["envs"]) != k:
-            raise ValueError(f"it holds {len(st.obs)} seeds, the configuration {k}")
-        self.state = st
+        if self.envs is None:
+            return True
+        self.host_actions = arrays["host_actions"]
         exact = all(env_state_exact(e) and "state" in snap for e, snap in zip(self.envs.envs, meta["envs"]))
         if exact:
             for env, snap in zip(self.envs.envs, meta["envs"]):
                 set_env_state(env, snap)
-        else:
-            seeds = np.random.SeedSequence([cfg.seed, st.steps]).generate_state(k).tolist()
-            st.obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
-            st.new_episodes(np.ones(k, dtype=bool))
-            self.memory.episode_steps.zero_()    # the abandoned episodes' n-step returns stop where they were cut
-        return exact
+            return True
+        seeds = np.random.SeedSequence([self.cfg.seed, self.t]).generate_state(k).tolist()
+        obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
+        s = self.states
+        # The abandoned episodes' n-step returns stop where they were cut; the next actions are chosen afresh.
+        self.states = s._replace(obs=jnp.asarray(obs, jnp.float32), ep_return=jnp.zeros_like(s.ep_return),
+                                 ep_length=jnp.zeros_like(s.ep_length), stat_sum=jnp.zeros_like(s.stat_sum),
+                                 stat_count=jnp.zeros_like(s.stat_count),
+                                 memory=s.memory._replace(episode_steps=jnp.zeros_like(s.memory.episode_steps)))
+        self.host_actions = None
+        return False
 
     # ------------------------------------------------------------------------------------------ the loop ---
+    def _stepper(self, length: int) -> Any:
+        if self.envs is None:
+            return _InProgram(self.cfg, self.net, self.task, length)
+        stepper = _OnHost(self.cfg, self.net, self.task, length, self.envs)
+        if self.host_actions is not None:
+            stepper.actions = jnp.asarray(self.host_actions)
+        return stepper
+
     def loop(self, verbose: bool) -> bool:
         """Train until every seed has stopped or a stop is requested; True if interrupted (Ctrl-C, SIGTERM)."""
-        cfg, rule, agent, memory, envs, logs, st = (self.cfg, self.rule, self.agent, self.memory, self.envs,
-                                                   self.logs, self.state)
-        k, dev = cfg.seeds, self.device
+        cfg, k = self.cfg, self.cfg.seeds
+        length = chunk_steps(cfg, self.report_every if self.report is not None else 0)
         progress = Progress(cfg.max_steps, verbose)
-        progress.shown = st.steps
-        next_plot = cfg.plot_every
-        plot_turn = 0
+        progress.shown = self.t
+        next_plot, plot_turn = cfg.plot_every, 0
         interrupted = False
-        self._start = start = time.perf_counter() - st.wall
+        self._start = start = time.perf_counter() - self.wall
         with _stop_on_signals() as stop:
-            while st.active.any():
+            stepper = self._stepper(length)
+            self.states, seconds = stepper.prepare(self.t, self.states)
+            self.compile_seconds += seconds
+            # The program updates the state in place (donated buffers); a fresh state can hold one array twice
+            # (the target network starts as the online one), which donation refuses.
+            self.states = jax.tree.map(jnp.copy, self.states)
+            active = np.asarray(self.states.active)
+            while active.any():
                 if stop.requested:
                     interrupted = True
                     break
-                save_due = False
-                # --- act and step --------------------------------------------------------------------------
-                obs_t = torch.from_numpy(st.obs).float().to(dev)
-                actions = agent.act(obs_t)
-                next_obs, final_obs, reward, terminated, truncated = step_envs(envs, actions.cpu().numpy())
-                st.steps += 1
-                done = terminated | truncated
-                # --- store -----------------------------------------------------------------------------------
-                stored_reward, no_bootstrap = learning_signal(cfg, reward, terminated, truncated)
-                memory.add(obs_t, actions, *(torch.from_numpy(a).float().to(dev)
-                                             for a in (stored_reward, final_obs, no_bootstrap, done)))
-                st.ep_return += reward
-                st.ep_length += 1
-                # --- learn -----------------------------------------------------------------------------------
-                learners = st.active if cfg.update_on_episode_end else st.active & ~done
-                updated = torch.zeros(k, dtype=torch.bool, device=dev)
-                if len(memory) >= cfg.learning_starts:
-                    st.learn_steps += 1
-                    due = 0
-                    if st.learn_steps % cfg.train_every == 0:
-                        due = (math.floor(st.learn_steps * cfg.replay_ratio)
-                               - math.floor((st.learn_steps - cfg.train_every) * cfg.replay_ratio))
-                    if due and learners.any():
-                        updated = torch.from_numpy(learners).to(dev)
-                        agent.set_learning_rate(st.steps)
-                        # PER's beta anneals to 1 over the step budget, so the bias correction is complete at
-                        # the end.
-                        beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * min(1.0, st.steps / cfg.max_steps)
-                        for _ in range(due):
-                            batch = memory.sample(cfg.batch_size, agent.generator, cfg.replacement, beta)
-                            stats = agent.learn(batch, updated)
-                            if cfg.prioritized:
-                                memory.update_priorities(batch.index, stats["td_error"], cfg.priority_eps)
-                            st.stat_sum += torch.stack([stats["loss"], stats["q"], stats["td"]]) * updated
-                            st.stat_count += updated
-                agent.update_epsilon(st.steps, updated)
-                # --- episodes that just ended ------------------------------------------------------------------
+                before, t0 = time.perf_counter() - start, self.t
+                self.t, self.states, records = stepper.run(self.t, self.states)
                 now = time.perf_counter() - start
-                for i in np.flatnonzero(done & st.active):
-                    n = st.stat_count[i].item()
-                    loss, q, td = (st.stat_sum[:, i] / n).tolist() if n > 0 else [float("nan")] * 3
-                    solved = logs[i].add_episode(st.ep_return[i], st.ep_length[i], agent.epsilon[i].item(), loss,
-                                                 st.steps, now)
-                    episodes = len(logs[i].returns)
-                    if self.board is not None:
-                        self.board.episode(i, st.steps, {
-                            "episode/return": st.ep_return[i], "episode/length": st.ep_length[i],
-                            f"episode/rolling_mean_{rule.window}": float(np.mean(logs[i].returns[-rule.window:])),
-                            "train/epsilon": agent.epsilon[i].item(), "train/loss": loss, "train/mean_q": q,
-                            "train/td_error": td, "speed/env_steps_per_s": st.steps * k / max(now, 1e-9)})
-                    if solved and verbose:
-                        f = logs[i].figures()
-                        who = f"seed {cfg.seed_list[i]}: " if k > 1 else ""
-                        progress.write(f"{who}Solved: {f['episodes_before_solve']} episodes before solve "
-                                       f"({f['episodes']} episodes, {f['steps_to_solve']} env steps, "
-                                       f"{f['seconds_to_solve']:.1f} s)")
-                    if solved or episodes >= cfg.max_episodes:
-                        st.active[i] = False
-                        st.stopped_at[i], st.stopped_wall[i] = st.steps, now
-                    save_due |= solved or (cfg.save_every > 0 and episodes % cfg.save_every == 0)
-                st.new_episodes(done)
-                if st.steps >= cfg.max_steps:
-                    st.stopped_at[st.active], st.stopped_wall[st.active] = st.steps, now
-                    st.active[:] = False
-                # --- evaluate --------------------------------------------------------------------------------------
-                if self.evaluator is not None and st.steps % cfg.eval_every == 0:
-                    returns = self.evaluator.run(agent.online)
+                save_due = self._log(records, t0, before, now, progress if verbose else None)
+                active = np.asarray(self.states.active)
+                if cfg.eval_every and self.t % cfg.eval_every == 0:
+                    self._evaluate(active)
                     now = time.perf_counter() - start
-                    for i in np.flatnonzero(st.active | (st.stopped_at == st.steps)):
-                        logs[i].add_eval(st.steps, now, returns[i])
-                st.obs = next_obs
-                # --- checkpoint and report ---------------------------------------------------------------------
-                if save_due and st.active.any():   # the last one is written below
-                    self.checkpoint()
+                if save_due and active.any():   # the last one is written below
+                    self.checkpoint(stepper)
                 if progress.enabled:
-                    lead = int(np.argmax([len(log.returns) for log in logs]))
-                    recent = logs[lead].returns[-rule.window:]
-                    progress.update(st.steps, len(logs[lead].returns), float(np.mean(recent)) if recent else 0.0,
-                                    float(agent.epsilon[lead]), st.steps * k / max(now, 1e-9), now)
+                    lead = int(np.argmax([len(log.returns) for log in self.logs]))
+                    recent = self.logs[lead].returns[-self.rule.window:]
+                    progress.update(self.t, len(self.logs[lead].returns), float(np.mean(recent)) if recent else 0.0,
+                                    float(records.epsilon[-1, lead]), self.t * k / max(now, 1e-9), now)
                 if cfg.plot_every and now >= next_plot:
-                    logs[plot_turn % k].plot(_title(cfg, cfg.seed_list[plot_turn % k]))
+                    self.logs[plot_turn % k].plot(_title(cfg, cfg.seed_list[plot_turn % k]))
                     plot_turn += 1
                     next_plot = now + cfg.plot_every
-                if self.report is not None and st.steps % self.report_every == 0 and \
-                        self.report(st.steps, self.rolling_means()):
+                if self.report is not None and self.t % self.report_every == 0 and \
+                        self.report(self.t, self.rolling_means()):
                     stop.requested = True
             progress.close()
-            wall = time.perf_counter() - start
-            st.stopped_at[st.active], st.stopped_wall[st.active] = st.steps, wall
-            self.checkpoint()
+            self.wall = time.perf_counter() - start
+            self.stopped_wall[active] = self.wall
+            self._start = None
+            self.checkpoint(stepper)
         return interrupted
+
+    def _log(self, records: loop.Record, t0: int, before: float, now: float, progress: Progress | None) -> bool:
+        """Append the chunk's finished episodes to the score logs; True if a checkpoint is due (a seed solved, or
+        reached a multiple of save_every episodes). Wall seconds are interpolated over the chunk's steps."""
+        cfg, k = self.cfg, self.cfg.seeds
+        wall = before + (now - before) * (np.arange(1, len(records.ended) + 1) / len(records.ended))
+        save_due = False
+        for j, i in np.argwhere(records.ended):
+            log = self.logs[i]
+            solved = log.add_episode(records.ret[j, i], records.length[j, i], records.epsilon[j, i],
+                                     records.loss[j, i], t0 + j + 1, wall[j], solved=bool(records.solved[j, i]))
+            if self.board is not None:
+                w = self.rule.window
+                self.board.episode(i, t0 + j + 1, {
+                    "episode/return": float(records.ret[j, i]), "episode/length": float(records.length[j, i]),
+                    f"episode/rolling_mean_{w}": float(np.mean(log.returns[-w:])),
+                    "train/epsilon": float(records.epsilon[j, i]), "train/loss": float(records.loss[j, i]),
+                    "train/mean_q": float(records.q[j, i]), "train/td_error": float(records.td[j, i]),
+                    "speed/env_steps_per_s": (t0 + j + 1) * k / max(wall[j], 1e-9)})
+            if solved and progress is not None:
+                f = log.figures()
+                who = f"seed {cfg.seed_list[i]}: " if k > 1 else ""
+                progress.write(f"{who}Solved: {f['episodes_before_solve']} episodes before solve "
+                               f"({f['episodes']} episodes, {f['steps_to_solve']} env steps, "
+                               f"{f['seconds_to_solve']:.1f} s)")
+            save_due |= solved or (cfg.save_every > 0 and len(log.returns) % cfg.save_every == 0)
+        for j, i in np.argwhere(records.stopped):
+            self.stopped_wall[i] = wall[j]
+        return save_due
+
+    def _evaluate(self, active: np.ndarray) -> None:
+        """Greedy episodes of every seed's current network; logged for the seeds still training (or frozen at
+        exactly this step). Evaluation n uses keys of its own, (EVAL_SEED_BASE, seed, n)."""
+        returns = greedy_returns(self.net, self.states.agent.params, self.cfg.env, self.cfg.seed_list,
+                                 self.cfg.eval_episodes, base=EVAL_SEED_BASE, number=self.t // self.cfg.eval_every)
+        now = time.perf_counter() - self._start
+        stopped_here = np.asarray(self.states.stopped_at) == self.t
+        for i in np.flatnonzero(active | stopped_here):
+            self.logs[i].add_eval(self.t, now, returns[i])
 
     def rolling_means(self) -> np.ndarray:
         """[K] each seed's mean training return over its last `window` episodes (NaN before its first)."""
@@ -456,29 +484,32 @@ class Run:
 
     def finish(self, interrupted: bool) -> "RunResult":
         """Close everything, play the final greedy episodes, write plots, models and summaries."""
-        cfg, rule, st = self.cfg, self.rule, self.state
-        k = cfg.seeds
-        self.envs.close()
-        if self.evaluator is not None:
-            self.evaluator.close()
+        cfg, rule, k = self.cfg, self.rule, self.cfg.seeds
+        if self.envs is not None:
+            self.envs.close()
         if self.board is not None:
             self.board.close()
+        params = self.states.agent.params
         final = None
         if cfg.final_eval_episodes and not interrupted:
-            final_eval = Evaluator(cfg.env, cfg.seed_list, cfg.final_eval_episodes, FINAL_EVAL_SEED_BASE)
-            final = final_eval.run(self.agent.online)
-            final_eval.close()
+            final = greedy_returns(self.net, params, cfg.env, cfg.seed_list, cfg.final_eval_episodes,
+                                   base=FINAL_EVAL_SEED_BASE, number=0)
         write_json(self.out / "config.json", to_dict(cfg))
+        params = jax.device_get(params)
+        active = np.asarray(self.states.active)
+        stopped_at = np.where(active, self.t, np.asarray(self.states.stopped_at))
         summaries = []
         for i, (seed, log) in enumerate(zip(cfg.seed_list, self.logs)):
             log.close()
             log.plot(_title(cfg, seed))
-            save_model(self.dirs[i] / "model.safetensors", self.agent.online, i, {"env": cfg.env, "seed": seed})
+            save_model(self.dirs[i] / "model.safetensors", self.net, jax.tree.map(lambda a: a[i], params),
+                       {"env": cfg.env, "seed": seed})
             seed_cfg = dataclasses.replace(cfg, seed=seed, seeds=1)
             if k > 1:
                 write_json(self.dirs[i] / "config.json", to_dict(seed_cfg))
             summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": _rule_dict(rule), **log.figures(),
-                       "env_steps": int(st.stopped_at[i]), "wall_seconds": round(float(st.stopped_wall[i]), 3),
+                       "env_steps": int(stopped_at[i]), "wall_seconds": round(float(self.stopped_wall[i]), 3),
+                       "compile_seconds": round(self.compile_seconds, 3),
                        "final_greedy_score": None if final is None else round(float(final[i].mean()), 3),
                        "interrupted": interrupted, "config": to_dict(seed_cfg)}
             write_json(self.dirs[i] / "summary.json", summary)
@@ -501,42 +532,46 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
         tensorboard: also write live scalars under `OUT/tb` (needs the `tensorboard` extra).
         report: called every `report_every` env steps with (env steps, [K] rolling mean of each seed's training
             returns over the solve window, NaN before its first episode); returning True stops the run as an
-            interrupt does. The tuner's pruner listens here; it is off the per-step path.
+            interrupt does. The tuner's pruner listens here, between compiled chunks.
 
     Returns:
-        A RunResult with every seed's summary. Ctrl-C (SIGINT) or SIGTERM stops after the current step and
-        returns with `interrupted=True`, every file complete and a checkpoint in `OUT/checkpoint` that `resume`
+        A RunResult with every seed's summary. Ctrl-C (SIGINT) or SIGTERM stops at the end of the current chunk
+        and returns with `interrupted=True`, every file complete and a checkpoint in `OUT/checkpoint` that `resume`
         continues from.
     """
     cfg = validate(cfg)
     cfg, rule = resolve_rule(cfg)
     observation_size(cfg.env)             # refuse a bad environment, device or extra before creating any folder
-    resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     if tensorboard:
-        require("tensorboard", "tensorboard", "--tensorboard")
+        require("tensorboardX", "tensorboard", "--tensorboard")
     out = Path(out) if out is not None else default_out(cfg)
     prepare_out(out)
-    run = Run(cfg, rule, out, tensorboard=tensorboard)
-    for d in run.dirs:
-        prepare_out(d)
-    write_json(out / "config.json", to_dict(cfg))
-    run.logs = [ScoreLog(d, rule) for d in run.dirs]
-    run.report, run.report_every = report, max(1, report_every)
-    return run.finish(run.loop(verbose))
+    enable_compile_cache()
+    with jax.default_device(device):
+        run = Run(cfg, rule, out, tensorboard=tensorboard)
+        for d in run.dirs:
+            prepare_out(d)
+        write_json(out / "config.json", to_dict(cfg))
+        run.logs = [ScoreLog(d, rule) for d in run.dirs]
+        run.report, run.report_every = report, max(1, report_every)
+        return run.finish(run.loop(verbose))
 
 
 def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int | None = None,
            verbose: bool = True, tensorboard: bool = False) -> RunResult:
     """Continue the run in `out` from its checkpoint (see `Run.resume`); a larger `max_episodes` or `max_steps`
-    extends the budget. On CartPole the scores equal those of the run left uninterrupted, wall-clock aside."""
+    extends the budget. The scores equal those of the run left uninterrupted, wall-clock aside."""
     out = Path(out)
     if tensorboard:
-        require("tensorboard", "tensorboard", "--tensorboard")
+        require("tensorboardX", "tensorboard", "--tensorboard")
     if not out.is_dir():
         raise CheckpointError(f"{str(out)!r} is not a run folder" + ("" if out.exists() else " (it does not exist)"))
+    enable_compile_cache()
     run = Run.resume(out, max_episodes=max_episodes, max_steps=max_steps, tensorboard=tensorboard,
                      verbose=verbose)
-    return run.finish(run.loop(verbose))
+    with jax.default_device(resolve_device(run.cfg.device)):
+        return run.finish(run.loop(verbose))
 
 
 def _rule_dict(rule: Rule) -> dict:

@@ -55,7 +55,8 @@ class Record(NamedTuple):
 
 
 class Task(NamedTuple):
-    """What the loop needs of the environment: a gymnax twin and its parameters, and the solve rule."""
+    """What the loop needs of the environment: a gymnax twin and its parameters (None for a task gymnasium plays
+    on the host), and the solve rule."""
 
     env: Any
     params: Any
@@ -63,15 +64,20 @@ class Task(NamedTuple):
     window: int
 
 
-def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array) -> SeedState:
+def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array,
+              obs: jax.Array | None = None) -> SeedState:
     """Seed `seed`'s starting state: every random number it will use descends from PRNGKey(seed) alone, so a
-    seed's run is the same whatever runs beside it."""
+    seed's run is the same whatever runs beside it. A task played on the host (`task.env` None) passes the first
+    observation its gymnasium environment gave."""
     key = jax.random.PRNGKey(seed)
     key, k_net, k_env = jax.random.split(key, 3)
-    obs, env_state = task.env.reset(k_env, task.params)
+    if task.env is None:
+        env_state = jnp.int32(0)       # the environment lives on the host
+    else:
+        obs, env_state = task.env.reset(k_env, task.params)
     f = jnp.float32
     return SeedState(agent_lib.init(cfg, net, k_net), replay.init(cfg.buffer_size, net.obs_size, cfg.prioritized),
-                     env_state, obs.astype(f), key, f(0), jnp.int32(0), jnp.zeros(3), f(0), jnp.int32(0),
+                     env_state, jnp.asarray(obs, f), key, f(0), jnp.int32(0), jnp.zeros(3), f(0), jnp.int32(0),
                      jnp.zeros(task.window), jnp.bool_(False), jnp.bool_(True), jnp.int32(0))
 
 
@@ -156,31 +162,62 @@ def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: 
     return s, record
 
 
+def choose(cfg: Config, net: Network, s: SeedState) -> tuple[SeedState, jax.Array, jax.Array]:
+    """The next action (epsilon-greedy, or noisy) and the key the environment's step may use."""
+    key, k_act, k_env = jax.random.split(s.key, 3)
+    action = agent_lib.act(net, s.agent.params, s.obs, s.agent.epsilon, k_act, cfg.noisy)
+    return s._replace(key=key), action, k_env
+
+
+def _learn_and_close(cfg: Config, net: Network, task: Task, t: jax.Array, states: SeedState,
+                     done: jax.Array) -> tuple[SeedState, Record]:
+    """After every seed has observed env step t: the updates due, then epsilon and the episodes that ended."""
+    learners = states.active if cfg.update_on_episode_end else states.active & ~done
+    due = updates_due(cfg, t)
+    states = jax.lax.cond(due > 0, lambda s: jax.vmap(learn, (None, None, 0, None, None, 0))(
+        cfg, net, s, due, t, learners), lambda s: s, states)
+    return jax.vmap(close_step, (None, None, 0, 0, 0, None))(cfg, task, states, done, learners & (due > 0), t)
+
+
 def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
     """`chunk(t, states) -> ((t, states), records)`: `length` env steps of every seed in `states` (a SeedState
     with a leading seed axis), records [length, K]. Pure; jit it once and call it between the driver's chores."""
 
     def env_part(s: SeedState) -> tuple[SeedState, jax.Array]:
-        key, k_act, k_env = jax.random.split(s.key, 3)
-        action = agent_lib.act(net, s.agent.params, s.obs, s.agent.epsilon, k_act, cfg.noisy)
+        s, action, k_env = choose(cfg, net, s)
         obs, env_state, reward, terminated, truncated, info = task.env.step(k_env, s.env_state, action, task.params)
-        s = observe(cfg, s._replace(key=key), action, reward, terminated, truncated, info["final_observation"],
-                    obs, env_state)
+        s = observe(cfg, s, action, reward, terminated, truncated, info["final_observation"], obs, env_state)
         return s, terminated | truncated
 
     def step(carry, _):
         t, states = carry
         t = t + 1
         states, done = jax.vmap(env_part)(states)
-        learners = states.active if cfg.update_on_episode_end else states.active & ~done
-        due = updates_due(cfg, t)
-        states = jax.lax.cond(due > 0, lambda s: jax.vmap(learn, (None, None, 0, None, None, 0))(
-            cfg, net, s, due, t, learners), lambda s: s, states)
-        states, record = jax.vmap(close_step, (None, None, 0, 0, 0, None))(
-            cfg, task, states, done, learners & (due > 0), t)
+        states, record = _learn_and_close(cfg, net, task, t, states, done)
         return (t, states), record
 
     def chunk(t: jax.Array, states: SeedState):
         return jax.lax.scan(step, (t, states), None, length=length)
 
     return chunk
+
+
+def make_host_step(cfg: Config, net: Network, task: Task) -> tuple[Callable, Callable]:
+    """For a task without a JAX twin, played by gymnasium on the host: `first(states) -> (states, actions)`, and
+    `step(t, states, actions, reward, terminated, truncated, final_obs, next_obs) -> ((t, states), records,
+    next actions)`, which stores env step t + 1, learns, closes episodes and chooses the next actions, all in one
+    call. The random stream is the chunk's: the same splits in the same order."""
+
+    def first(states: SeedState) -> tuple[SeedState, jax.Array]:
+        states, actions, _ = jax.vmap(choose, (None, None, 0))(cfg, net, states)
+        return states, actions
+
+    def step(t, states, actions, reward, terminated, truncated, final_obs, next_obs):
+        t = t + 1
+        states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
+            cfg, states, actions, reward, terminated, truncated, final_obs, next_obs, states.env_state)
+        states, record = _learn_and_close(cfg, net, task, t, states, terminated | truncated)
+        states, actions = first(states)
+        return (t, states), record, actions
+
+    return first, step
