@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make train   creates .venv, installs the project, trains an agent on CartPole (ARGS="..." adds flags)
-#   make test    creates .venv, installs the project and the test tools, runs the test suite
+#   make train   creates .venv, installs what training needs, trains an agent on CartPole (ARGS="..." adds flags)
+#   make test    the same, plus the test tools (pytest, Optuna, TensorBoard, Box2D, ...), then runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,6 +10,10 @@ ARGS ?=
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
@@ -18,7 +22,7 @@ install: $(BIN)/.installed
 train: $(BIN)/.installed
 	$(BIN)/cartpole-dqn train $(ARGS)
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q -n auto
 
 bench: $(BIN)/.installed

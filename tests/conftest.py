@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from cartpole_dqn import preset
+# One XLA thread per test process (pytest -n auto runs one per core), set before JAX starts; subprocesses inherit it.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-torch.set_num_threads(1)
+from cartpole_dqn import preset  # noqa: E402
 
 
 def tiny(name: str = "default", **overrides):

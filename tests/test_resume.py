@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
-import torch
 
 from cartpole_dqn import resume, train
 from cartpole_dqn.checkpoint import CheckpointError, load_model
@@ -24,18 +24,20 @@ def _rows(path, drop=("wall_seconds",)):
     return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(open(path))]
 
 
-def _interrupt_at(monkeypatch, step: int) -> None:
-    """Send this process SIGINT during env step `step`, as Ctrl-C would (the loop's own handler catches it)."""
-    real = train_module.step_envs
-    calls = {"n": 0}
+def _interrupt_at(monkeypatch, step: int, chunk: int = 100) -> None:
+    """Send this process SIGINT while the chunk that reaches env step `step` is logged, as Ctrl-C would (the
+    loop's own handler catches it and stops at the chunk's end). Chunks of `chunk` steps put the cut anywhere."""
+    monkeypatch.setattr(train_module, "CHUNK_STEPS", chunk)
+    real = train_module.Run._log
+    sent = []
 
-    def step_envs(envs, actions):
-        calls["n"] += 1
-        if calls["n"] == step:
+    def log(self, records, t0, *args):
+        if not sent and t0 + len(records.ended) >= step:
+            sent.append(t0)
             os.kill(os.getpid(), signal.SIGINT)
-        return real(envs, actions)
+        return real(self, records, t0, *args)
 
-    monkeypatch.setattr(train_module, "step_envs", step_envs)
+    monkeypatch.setattr(train_module.Run, "_log", log)
 
 
 def _same_run(a, b, seeds=(None,)):
@@ -43,7 +45,10 @@ def _same_run(a, b, seeds=(None,)):
         da, db = (a, b) if s is None else (a / f"seed-{s}", b / f"seed-{s}")
         assert _rows(da / "scores.csv") == _rows(db / "scores.csv")
         assert _rows(da / "eval.csv") == _rows(db / "eval.csv")
-        assert torch.equal(load_model(da / "model.safetensors")[0].flat, load_model(db / "model.safetensors")[0].flat)
+        a_params, b_params = (load_model(d / "model.safetensors")[1] for d in (da, db))
+        for layer in a_params:
+            for name in a_params[layer]:
+                np.testing.assert_array_equal(a_params[layer][name], b_params[layer][name])
 
 
 @pytest.mark.parametrize("overrides", [
@@ -82,12 +87,16 @@ def test_a_larger_budget_on_resume_continues_the_run(tmp_path):
 
 
 def test_save_every_writes_checkpoints_during_training(tmp_path, monkeypatch):
+    """A checkpoint after each chunk in which a seed's episode count reached a multiple of save_every, and the
+    last one at the end."""
+    monkeypatch.setattr(train_module, "CHUNK_STEPS", 50)
     saved = []
     real = train_module.Run.checkpoint
-    monkeypatch.setattr(train_module.Run, "checkpoint", lambda self: saved.append(self.state.steps) or real(self))
-    result = train(tiny(max_steps=600, save_every=5), tmp_path / "r", verbose=False)
-    episodes = result.summaries[0]["episodes"]
-    assert len(saved) == episodes // 5 + 1 and saved[-1] == 600
+    monkeypatch.setattr(train_module.Run, "checkpoint", lambda self, *a: saved.append(self.t) or real(self, *a))
+    train(tiny(max_steps=600, save_every=5), tmp_path / "r", verbose=False)
+    steps = [int(r["env_steps"]) for r in _rows(tmp_path / "r" / "scores.csv")]
+    due = {-(-s // 50) * 50 for n, s in enumerate(steps, 1) if n % 5 == 0} - {600}
+    assert len(due) >= 3 and saved == sorted(due) + [600]
 
 
 def test_resume_refuses_what_it_cannot_use(tmp_path):
@@ -124,16 +133,30 @@ def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(t
 
 
 def test_a_resume_that_restarts_the_episodes_cuts_their_n_step_returns(tmp_path, monkeypatch):
-    """Where an environment's state cannot be restored, the unfinished episodes restart: the memory must not
+    """Where a host environment's state cannot be restored, the unfinished episodes restart: the memory must not
     chain the new episodes' first steps onto the abandoned ones."""
+    monkeypatch.setattr(train_module, "has_twin", lambda env: False)     # CartPole played by gymnasium
     cfg = tiny(max_steps=900, n_step=3)
     _interrupt_at(monkeypatch, 500)
     assert train(cfg, tmp_path / "cut", verbose=False).interrupted
-    monkeypatch.undo()
     monkeypatch.setattr(train_module, "env_state_exact", lambda env: False)
     run = train_module.Run.resume(tmp_path / "cut", verbose=False)
-    assert run.memory.episode_steps.tolist() == [0]
-    assert run.state.ep_length.tolist() == [0]
-    monkeypatch.undo()
+    assert np.asarray(run.states.memory.episode_steps).tolist() == [0]
+    assert np.asarray(run.states.ep_length).tolist() == [0] and run.host_actions is None
+    monkeypatch.setattr(train_module, "env_state_exact", lambda env: True)
     result = resume(tmp_path / "cut", verbose=False)
     assert result.summaries[0]["env_steps"] == 900
+
+
+def test_a_host_task_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch):
+    """A task gymnasium plays on the host (one compiled call per env step) resumes exactly too: the environments'
+    physics and generators and the next actions are in the checkpoint."""
+    monkeypatch.setattr(train_module, "has_twin", lambda env: False)
+    cfg = tiny(max_steps=700, seeds=2, eval_every=350, eval_episodes=2)
+    full = train(cfg, tmp_path / "full", verbose=False)
+    _interrupt_at(monkeypatch, 300, chunk=70)
+    assert train(cfg, tmp_path / "cut", verbose=False).interrupted
+    resumed = resume(tmp_path / "cut", verbose=False)
+    _same_run(tmp_path / "full", tmp_path / "cut", cfg.seed_list)
+    strip = lambda s: {k: v for k, v in s.items() if "seconds" not in k}
+    assert [strip(s) for s in resumed.summaries] == [strip(s) for s in full.summaries]

@@ -1,6 +1,6 @@
 """cartpole-dqn: Deep Q-Learning for CartPole and other discrete-action gymnasium tasks, many seeds at once.
 
-The public API is imported on first use (PEP 562), not with the package: `cartpole_dqn.train` loads torch and the
+The public API is imported on first use (PEP 562), not with the package: `cartpole_dqn.train` loads JAX and the
 training loop when it is first touched, so that the CLI's `--help`, its refusals and Ctrl-C during start-up do not
 wait seconds for numeric libraries they never use.
 """

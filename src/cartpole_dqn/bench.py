@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from multiprocessing import get_context
@@ -127,21 +128,20 @@ def cpu_model() -> str:
 
 
 def machine(threads: int | None = None) -> str:
-    """CPU model, cores, torch version and thread count (`threads`: those the timed work used, when not this
-    process's current setting): the context every timing needs."""
-    import torch
+    """CPU model, cores, JAX version and backend, and the threads the timed work used: the context every timing
+    needs."""
+    import jax
 
-    cpu = cpu_model()
-    device = "CUDA " + torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on {device}, "
-            f"{threads or torch.get_num_threads()} threads")
+    device = jax.devices()[0]
+    where = "CPU" if device.platform == "cpu" else f"{device.platform.upper()} {device.device_kind}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} on {where}, {threads or 1} threads"
 
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for name in ("cartpole-dqn", "torch", "gymnasium", "numpy"):
+    for name in ("cartpole-dqn", "jax", "jaxlib", "optax", "gymnax", "gymnasium", "numpy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -188,17 +188,10 @@ def _layout(out: Path, seeds: list[int], procs: int) -> tuple[list[list[int]], l
 
 
 def _train_part(cfg: Config, out: Path) -> list[dict]:
-    """One process's share of the seeds (module level, so a spawned worker can import it). Training sets torch's
-    thread count from `cfg.threads`; the caller's is put back afterwards."""
-    import torch
-
+    """One process's share of the seeds (module level, so a spawned worker can import it)."""
     from .train import train
 
-    previous = torch.get_num_threads()
-    try:
-        return train(cfg, out, verbose=False).summaries
-    finally:
-        torch.set_num_threads(previous)
+    return train(cfg, out, verbose=False).summaries
 
 
 def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
@@ -210,9 +203,8 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
         out: the benchmark folder; the training runs go in `out/runs`.
         procs: processes to split the seeds over (each trains its slice on the seed axis); 1 trains every seed
             in this process.
-        threads: torch threads per process. One by default: on the 2-core development machine two threads were
-            6 to 15 times slower than one (benchmarks/throughput.py), the small matrices not paying for the
-            synchronisation, and far worse when other work shares the cores.
+        threads: CPU threads per process for the compiled program. One by default: small matrices do not pay
+            for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
     from .envs import resolve_rule
@@ -225,7 +217,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
     prepare_out(out)
     if (out / "bench.json").exists():
         raise ConfigError(f"--out {str(out)!r} already holds a benchmark: choose another folder")
-    started = datetime.now(timezone.utc)
+    started, clock = datetime.now(timezone.utc), time.perf_counter()
     seeds = cfg.seed_list
     parts, runs, dirs = _layout(out, seeds, procs)
     configs = [dataclasses.replace(cfg, seed=p[0], seeds=len(p)) for p in parts]
@@ -241,6 +233,8 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
               "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
               "rule": {"name": rule.name, "threshold": rule.threshold, "window": rule.window},
               "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),
+              "compile_seconds": round(max(s["compile_seconds"] for s in summaries), 3),
+              "bench_seconds": round(time.perf_counter() - clock, 3),
               "statistics": stats, "per_seed": rows, "config": to_dict(cfg)}
     write_csv(out / "bench.csv", rows)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -384,7 +378,9 @@ def table(result: BenchResult) -> str:
     keys = ("seed", "solved", *FIGURES[:3], "final_greedy_score", *FIGURES[3:5])
     lines = [f"# bench: preset {rep['preset']}, env {rep['env']}, rule {rep['rule']['name']} "
              f"(threshold {rep['rule']['threshold']}, window {rep['rule']['window']}), seeds {_span(rep['seeds'])}",
-             f"# {rep['date']}; {rep['machine']}; {rep['procs']} process(es); wall {rep['wall_seconds']:,.0f} s",
+             f"# {rep['date']}; {rep['machine']}; {rep['procs']} process(es); training {rep['wall_seconds']:,.1f} s "
+             f"(compiling {rep.get('compile_seconds', 0):,.1f} s of it), whole bench "
+             f"{rep.get('bench_seconds', rep['wall_seconds']):,.1f} s",
              " | ".join(f"{h:>12}" for h in heads)]
     for r in result.rows:
         lines.append(" | ".join(f"{fmt(r[k]):>12}" for k in keys))

@@ -1,7 +1,7 @@
 """The command line: parses arguments, calls the Python API, and turns every user error into one line and exit 2.
 
 Each subcommand is a thin view of an API function; nothing here knows about tensors or training. This module imports
-nothing heavy (no numpy, torch, JAX, gymnasium or matplotlib): each command imports what it needs when it runs,
+nothing heavy (no numpy, JAX, gymnasium or matplotlib): each command imports what it needs when it runs,
 inside `main`'s handlers, so `--help` and a refused flag answer at once and Ctrl-C during those imports is one line.
 """
 
@@ -27,7 +27,7 @@ INTERRUPTED = "cartpole-dqn: interrupted"
 
 @contextmanager
 def _importing() -> Iterator[None]:
-    """Around the imports of torch, numpy and gymnasium (seconds): Ctrl-C then prints one line and exits at once.
+    """Around the imports of JAX, numpy and gymnasium (seconds): Ctrl-C then prints one line and exits at once.
 
     A KeyboardInterrupt raised inside a library's import does not always arrive as one: Python wraps it, for
     example, in a RuntimeError when it interrupts a class body's `__set_name__`. Nothing has been written yet, so
@@ -251,7 +251,7 @@ def _add_bench_command(sub: Any) -> None:
     p.add_argument("--procs", type=int, default=1, metavar="N",
                    help="processes to split the seeds over (default 1: every seed on the seed axis of one process)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="torch threads per process (default 1: measured fastest on small networks)")
+                   help="CPU threads per process (default 1: measured fastest on small networks)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/bench-<env>-<preset>-...)")
     p.set_defaults(func=cmd_bench, seeds=20, seed=0)
 

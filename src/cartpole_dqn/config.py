@@ -122,7 +122,7 @@ class Config:
 
     # --- hardware ------------------------------------------------------------------------------------------------
     device: str = _param("auto", "where tensors live: auto (CUDA if available, else CPU), cpu, cuda or cuda:N")
-    threads: int = _param(1, "CPU threads; 1 measured fastest for these small networks on a 2-core machine",
+    threads: int = _param(1, "CPU threads of the compiled program (XLA); 1 measured fastest for these small networks",
                           low=1, high=256)
 
     # --- output --------------------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1, threads: 
     if procs < 1:
         raise ConfigError(f"--procs {procs} is not allowed: use 1 or more processes")
     if threads < 1:
-        raise ConfigError(f"--threads {threads} is not allowed: use 1 or more torch threads")
+        raise ConfigError(f"--threads {threads} is not allowed: use 1 or more CPU threads")
 
 
 def resolve_device(name: str) -> Any:

@@ -1,7 +1,7 @@
 """The errors a user can cause, and the optional packages a command may need: light enough for the CLI to import.
 
 Every ConfigError and CheckpointError becomes one line on stderr and exit code 2 in the CLI. They live here, away
-from torch and the numeric libraries, so that `cartpole-dqn --help` and a refused flag answer at once, and so that
+from JAX and the numeric libraries, so that `cartpole-dqn --help` and a refused flag answer at once, and so that
 a missing optional package is named before any frame is played, any folder created or any training started.
 """
 

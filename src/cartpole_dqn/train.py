@@ -29,7 +29,7 @@ from . import __version__
 from .checkpoint import (CHECKPOINT_DIR, CheckpointError, env_state, env_state_exact, load_checkpoint, save_checkpoint,
                          save_model, set_env_state, write_json)
 from .config import Config, ConfigError, from_dict, resolve_device, to_dict, validate
-from .core import enable_compile_cache, loop, snapshot
+from .core import enable_compile_cache, loop, snapshot, use_threads
 from .core.envs import has_twin, make_twin
 from .core.networks import Network, input_bounds
 from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, _make_one, make_envs, observation_size, resolve_rule, \
@@ -325,6 +325,7 @@ class Run:
                      if value is not None}
         cfg = validate(dataclasses.replace(cfg, **overrides))
         cfg, rule = resolve_rule(cfg)
+        use_threads(cfg.threads)
         sizes = observation_size(cfg.env)
         if (meta.get("obs_size"), meta.get("n_actions")) != sizes:
             raise CheckpointError(f"the checkpoint in {str(out)!r} was made for {meta.get('obs_size')} "
@@ -541,6 +542,7 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
     """
     cfg = validate(cfg)
     cfg, rule = resolve_rule(cfg)
+    use_threads(cfg.threads)
     observation_size(cfg.env)             # refuse a bad environment, device or extra before creating any folder
     device = resolve_device(cfg.device)
     if tensorboard:

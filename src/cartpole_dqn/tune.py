@@ -312,18 +312,12 @@ class Objective:
 def _work(base: Config, fixed: frozenset[str], runs: Path, url: str, name: str, trials: int,
           pruner: optuna.pruners.BasePruner | None, threads: int) -> None:
     """One worker: join the study and run `trials` trials (module level, so a spawned process can import it)."""
-    import torch
-
     storage = open_storage(url)
     _, rule = resolve_rule(base)
     study = open_study(storage, name, setup_of(base, rule), url=url, pruner=pruner)
     fail_dead_trials(study, storage)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)  # one thread: small networks gain nothing from more (see bench.run_bench)
-    try:
-        study.optimize(Objective(base, fixed, runs), n_trials=trials)
-    finally:
-        torch.set_num_threads(previous)
+    # One thread per worker: small networks gain nothing from more (see bench.run_bench).
+    study.optimize(Objective(dataclasses.replace(base, threads=threads), fixed, runs), n_trials=trials)
 
 
 # ---------------------------------------------------------------------------------------------- commands ---
@@ -364,7 +358,7 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
         storage: an SQLAlchemy URL (postgresql://..., sqlite:///...) or `journal:PATH`; default the SQLite file.
         study: study name; default `<env>-<preset>`. A study made for another env, preset, rule or budget is
             refused.
-        jobs: worker processes on this machine, each with one torch thread.
+        jobs: worker processes on this machine, each with one CPU thread.
         fixed: settings held at their `base` value instead of searched (see `search_space`).
         pruner: default `default_pruner(budget)`.
     """

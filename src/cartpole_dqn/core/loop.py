@@ -169,6 +169,12 @@ def choose(cfg: Config, net: Network, s: SeedState) -> tuple[SeedState, jax.Arra
     return s._replace(key=key), action, k_env
 
 
+def _tick(cfg: Config, t: jax.Array) -> jax.Array:
+    """The next env step. The clock stops at the step budget, where every seed has frozen: a chunk that runs past
+    it changes nothing, so a resumed run with a larger budget continues from the budget's end."""
+    return jnp.minimum(t + 1, cfg.max_steps)
+
+
 def _learn_and_close(cfg: Config, net: Network, task: Task, t: jax.Array, states: SeedState,
                      done: jax.Array) -> tuple[SeedState, Record]:
     """After every seed has observed env step t: the updates due, then epsilon and the episodes that ended."""
@@ -191,7 +197,7 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
 
     def step(carry, _):
         t, states = carry
-        t = t + 1
+        t = _tick(cfg, t)
         states, done = jax.vmap(env_part)(states)
         states, record = _learn_and_close(cfg, net, task, t, states, done)
         return (t, states), record
@@ -213,7 +219,7 @@ def make_host_step(cfg: Config, net: Network, task: Task) -> tuple[Callable, Cal
         return states, actions
 
     def step(t, states, actions, reward, terminated, truncated, final_obs, next_obs):
-        t = t + 1
+        t = _tick(cfg, t)
         states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
             cfg, states, actions, reward, terminated, truncated, final_obs, next_obs, states.env_state)
         states, record = _learn_and_close(cfg, net, task, t, states, terminated | truncated)
