@@ -12,7 +12,7 @@ solve. Ours: the default preset with the `v1` rule (a seed stops when it solves 
 
 Both are recorded the same way: every training episode (return, env steps and wall seconds at its end; SB3's via a
 callback reading the Monitor's `infos["episode"]`), and a greedy evaluation of 10 fresh episodes every 2,000 env
-steps on the same evaluation environments (cartpole_dqn.evaluate.Evaluator, same seeds), wall time including the
+steps on the same evaluation episodes (cartpole_dqn.evaluate.greedy_returns, same seeds), wall time including the
 evaluations. The figures are computed from those records by the same functions (cartpole_dqn.scores): EBS under
 `article`, steps and seconds to solve under `v1`, eval steps and seconds to solve `v1`, and the final greedy score
 over 100 fresh episodes. Each seed of each library trains alone (K = 1), one torch thread, so the seconds compare
@@ -31,13 +31,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import torch
 
 from cartpole_dqn import build, train
 from cartpole_dqn.bench import fmt, machine, median, success_rate
+from cartpole_dqn.core.networks import Network, Params
 from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, RULES
-from cartpole_dqn.evaluate import Evaluator
+from cartpole_dqn.evaluate import greedy_returns
 from cartpole_dqn.scores import episodes_before_solve
 
 ENV = "CartPole-v1"
@@ -73,23 +75,21 @@ class Record:
         return out
 
 
-class _QAdapter(torch.nn.Module):
-    """SB3's Q-network seen through our Evaluator's interface: observations [1, M, obs] -> values [1, M, actions]."""
+def _as_network(q_net: torch.nn.Module) -> tuple[Network, Params]:
+    """SB3's Q-network (Linear and ReLU layers after an identity feature extractor) as our Network and one seed's
+    params on a seed axis, so that both libraries are judged by the same `greedy_returns`."""
+    linears = [m for m in q_net.q_net if isinstance(m, torch.nn.Linear)]
+    net = Network(linears[0].in_features, linears[-1].out_features, tuple(m.out_features for m in linears[:-1]))
+    names = [f"layer{j}" for j in range(len(linears) - 1)] + ["head"]
+    # torch keeps a Linear's weight [out, in]; ours is [in, out].
+    params = {name: {"weight": jnp.asarray(m.weight.detach().cpu().numpy().T)[None],
+                     "bias": jnp.asarray(m.bias.detach().cpu().numpy())[None]} for name, m in zip(names, linears)}
+    return net, params
 
-    def __init__(self, q_net: torch.nn.Module):
-        super().__init__()
-        self.q_net = q_net
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.q_net(obs.reshape(-1, obs.shape[-1])).reshape(*obs.shape[:-1], -1)
-
-
-def final_score(net: torch.nn.Module, seed: int) -> float:
-    ev = Evaluator(ENV, [seed], 100, FINAL_EVAL_SEED_BASE)
-    try:
-        return float(ev.run(net).mean())
-    finally:
-        ev.close()
+def _mean_greedy(q_net: torch.nn.Module, seed: int, episodes: int, base: int, number: int) -> float:
+    net, params = _as_network(q_net)
+    return float(greedy_returns(net, params, ENV, [seed], episodes, base=base, number=number).mean())
 
 
 def run_sb3(seed: int, steps: int, eval_every: int, eval_episodes: int) -> Record:
@@ -100,7 +100,6 @@ def run_sb3(seed: int, steps: int, eval_every: int, eval_episodes: int) -> Recor
     from stable_baselines3.common.monitor import Monitor
 
     rec = Record()
-    evaluator = Evaluator(ENV, [seed], eval_episodes, EVAL_SEED_BASE)
 
     class Recorder(BaseCallback):
         def _on_training_start(self) -> None:
@@ -114,14 +113,14 @@ def run_sb3(seed: int, steps: int, eval_every: int, eval_episodes: int) -> Recor
                     rec.env_steps.append(self.num_timesteps)
                     rec.wall.append(now)
             if self.num_timesteps % eval_every == 0:
-                mean = float(evaluator.run(_QAdapter(self.model.q_net)).mean())
+                # Evaluation n of seed s plays the episodes our trainer's evaluation n plays.
+                mean = _mean_greedy(self.model.q_net, seed, eval_episodes, EVAL_SEED_BASE, len(rec.evals) + 1)
                 rec.evals.append((self.num_timesteps, time.perf_counter() - self.start, mean))
             return True
 
     model = DQN("MlpPolicy", Monitor(gym.make(ENV)), seed=seed, verbose=0, device="cpu", **ZOO)
     model.learn(total_timesteps=steps, callback=Recorder())
-    evaluator.close()
-    rec.final = final_score(_QAdapter(model.q_net), seed)
+    rec.final = _mean_greedy(model.q_net, seed, 100, FINAL_EVAL_SEED_BASE, 0)
     return rec
 
 

@@ -41,3 +41,27 @@ def _compile_cache():
     from cartpole_dqn.core import enable_compile_cache
 
     enable_compile_cache()
+
+
+def balancer():
+    """A CartPole network set by hand: push toward where the pole leans and falls (and, gently, toward the cart's
+    drift), a linear controller as two ReLU units; it keeps every episode to the 500-step cap."""
+    import jax.numpy as jnp
+
+    from cartpole_dqn.core.networks import Network
+
+    gains = jnp.array([0.2, 0.5, 1.0, 1.0])          # x, x_dot, theta, theta_dot
+    net = Network(4, 2, (2,))
+    params = {"layer0": {"weight": jnp.stack([gains, -gains], axis=1), "bias": jnp.zeros(2)},
+              "head": {"weight": jnp.array([[0.0, 1.0], [1.0, 0.0]]), "bias": jnp.zeros(2)}}
+    return net, params
+
+
+def write_run(folder, net, seed_params, env: str = "CartPole-v1"):
+    """A K-seed run folder as training leaves it for `load`: seed-<n>/model.safetensors, one per params."""
+    from cartpole_dqn.checkpoint import save_model
+
+    for seed, params in enumerate(seed_params):
+        (folder / f"seed-{seed}").mkdir(parents=True)
+        save_model(folder / f"seed-{seed}" / "model.safetensors", net, params, {"env": env, "seed": seed})
+    return folder

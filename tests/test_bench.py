@@ -81,7 +81,7 @@ def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
         assert key in report, key
     assert report["seeds"] == [4, 5, 6] and report["config"]["hidden"] == [16, 16]
     assert report["rule"] == {"name": "custom", "threshold": 12.0, "window": 5}
-    assert set(FIGURES) <= set(report["statistics"]) and "torch" in report["versions"]
+    assert set(FIGURES) <= set(report["statistics"]) and "jax" in report["versions"] and "torch" not in report["versions"]
     for name in ("curves.png", "ebs.png"):
         assert (out / name).read_bytes()[:8] == PNG
     again = load_bench(out)

@@ -2,37 +2,50 @@
 
 import json
 
+import jax
+import numpy as np
 import pytest
-import torch
+from safetensors.numpy import load_file, save_file
 
-from cartpole_dqn import train
-from cartpole_dqn.checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_model, save_checkpoint)
+from cartpole_dqn.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_model, save_checkpoint
 from cartpole_dqn.cli import main
+from cartpole_dqn.core.networks import Network, input_bounds
 from cartpole_dqn.evaluate import load
-from tests.conftest import tiny
-
+from tests.conftest import balancer, tiny, write_run
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    from cartpole_dqn import train
+
     out = tmp_path_factory.mktemp("ckpt") / "run"
     train(tiny(max_steps=400, buffer_size=300), out, verbose=False)
     return out
 
 
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory):
+    """A one-seed run folder holding only a model file, written from hand-set weights."""
+    net, params = balancer()
+    return write_run(tmp_path_factory.mktemp("ckpt") / "model", net, [params]) / "seed-0"
+
+
 def test_a_run_leaves_a_full_checkpoint(run):
-    tensors, meta = load_checkpoint(run / "checkpoint")
-    for key in ("online", "target", "optimizer.exp_avg", "optimizer.exp_avg_sq", "optimizer.step", "generator",
-                "torch_rng", "epsilon", "memory.obs", "scores.0.returns"):
-        assert key in tensors, key
-    assert meta["steps"] == 400 and meta["memory"] == {"pos": 100, "size": 300}
-    assert tensors["memory.obs"].shape == (1, 300, 4)
-    assert len(meta["envs"]) == 1 and "state" in meta["envs"][0]
+    arrays, meta = load_checkpoint(run / "checkpoint")
+    for key in ("state.agent.params['layer0']['weight']", "state.agent.target['head']['bias']",
+                "state.agent.opt_state[1].mu['layer0']['weight']", "state.agent.opt_state[1].nu['head']['bias']",
+                "state.agent.epsilon", "state.key", "state.env_state.theta", "state.memory.obs", "state.recent",
+                "scores.0.returns"):
+        assert key in arrays, key
+    assert meta["steps"] == 400 and meta["format_version"] == 2
+    assert arrays["state.memory.pos"].tolist() == [100] and arrays["state.memory.size"].tolist() == [300]
+    assert arrays["state.memory.obs"].shape == (1, 300, 4)
+    assert meta["envs"] is None                  # CartPole runs inside the program: its state is an array above
     assert [p.name for p in (run / "checkpoint").iterdir() if p.suffix == ".safetensors"] == [meta["tensors"]]
 
 
 def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path):
-    save_checkpoint(tmp_path, {"x": torch.ones(3)}, {"n": 1})
-    save_checkpoint(tmp_path, {"x": torch.zeros(3)}, {"n": 2})
+    save_checkpoint(tmp_path, {"x": np.ones(3)}, {"n": 1})
+    save_checkpoint(tmp_path, {"x": np.zeros(3)}, {"n": 2})
     tensors, meta = load_checkpoint(tmp_path)
     assert meta["n"] == 2 and tensors["x"].sum() == 0
     assert len(list(tmp_path.glob("state-*.safetensors"))) == 1
@@ -67,8 +80,8 @@ def test_a_checkpoint_cut_short_at_any_byte_is_refused(run, tmp_path):
             load_checkpoint(dst)
 
 
-def test_a_model_file_cut_short_at_any_byte_is_refused(run, tmp_path):
-    raw = (run / "model.safetensors").read_bytes()
+def test_a_model_file_cut_short_at_any_byte_is_refused(model_run, tmp_path):
+    raw = (model_run / "model.safetensors").read_bytes()
     f = tmp_path / "m.safetensors"
     header = 8 + int.from_bytes(raw[:8], "little")
     for n in list(range(header + 8)) + list(range(header + 8, len(raw), 7)):   # every byte of the header
@@ -81,18 +94,42 @@ def test_another_format_version_is_named(run, tmp_path):
     (tmp_path / "checkpoint").mkdir()
     meta = json.loads((run / "checkpoint" / "meta.json").read_text())
     (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
-    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 1"):
+    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 2"):
+        load_checkpoint(tmp_path / "checkpoint")
+    (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(CheckpointError, match="format version 1 .the PyTorch trainer's"):
         load_checkpoint(tmp_path / "checkpoint")
 
 
-def test_a_model_for_another_environment_is_refused(run, tmp_path):
-    from safetensors.torch import load_file, save_file
+def _rewrite(src, dst, **changes):
+    """A copy of model file `src` with metadata entries replaced (values JSON-encoded, as the files hold them)."""
+    meta = {**_header(src), **{key: json.dumps(value) for key, value in changes.items()}}
+    save_file(load_file(src), dst, metadata=meta)
+    return dst
 
-    meta = {k: v for k, v in json.loads(json.dumps(_header(run / "model.safetensors"))).items()}
-    meta["env"] = json.dumps("Acrobot-v1")   # 6 observations, 3 actions: not what this 4 x 2 network takes
-    save_file(load_file(run / "model.safetensors"), tmp_path / "m.safetensors", metadata=meta)
+
+def test_another_model_format_version_is_named(model_run, tmp_path):
+    f = _rewrite(model_run / "model.safetensors", tmp_path / "m.safetensors", format_version=99)
+    with pytest.raises(CheckpointError, match="model format version 99; this cartpole-dqn reads version 2"):
+        load_model(f)
+
+
+def test_a_model_for_another_environment_is_refused(model_run, tmp_path):
+    # Acrobot-v1: 6 observations, 3 actions: not what this 4 x 2 network takes
+    f = _rewrite(model_run / "model.safetensors", tmp_path / "m.safetensors", env="Acrobot-v1")
     with pytest.raises(CheckpointError, match="made for 4 observations and 2 actions; Acrobot-v1 has 6 and 3"):
-        load(tmp_path / "m.safetensors")
+        load(f)
+
+
+def test_a_model_whose_layers_do_not_match_its_architecture_is_refused(model_run, tmp_path):
+    f = _rewrite(model_run / "model.safetensors", tmp_path / "m.safetensors", hidden=[3])
+    with pytest.raises(CheckpointError, match="does not describe a cartpole-dqn network: layer0.weight is"):
+        load_model(f)
+    save_file({"x": np.zeros(2, np.float32)}, f, metadata={"format_version": "2"})
+    with pytest.raises(CheckpointError, match="does not describe a cartpole-dqn network"):
+        load_model(f)
+    with pytest.raises(CheckpointError, match="is a folder, not a model file"):
+        load_model(tmp_path)
 
 
 def _header(path):
@@ -127,7 +164,7 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(run, tmp_path, capsys
     elif damage == "truncated-model":
         raw = (target / "model.safetensors").read_bytes()
         (target / "model.safetensors").write_bytes(raw[:len(raw) // 2])
-        (target / "checkpoint" / "meta.json").write_text('{"format_version": 1, "tens')
+        (target / "checkpoint" / "meta.json").write_text('{"format_version": 2, "tens')
     elif damage == "bad-json":
         (target / "config.json").write_text("{not json")
         (target / "checkpoint" / "meta.json").write_text("{not json")
@@ -147,14 +184,63 @@ def test_bad_input_to_every_command_is_one_line_and_exit_2(run, tmp_path, capsys
         assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("cartpole-dqn: error:"), (cmd, err)
 
 
-def test_a_layer_norm_model_loads_as_the_network_that_was_saved(tmp_path):
-    from cartpole_dqn.checkpoint import save_model
-    from cartpole_dqn.networks import QNetwork
+@pytest.mark.parametrize("damage", ["missing", "empty-folder", "truncated-model", "bad-json", "version"])
+def test_a_bad_model_is_one_line_and_exit_2_for_evaluate_and_record(model_run, tmp_path, capsys, damage):
+    import shutil
 
-    net = QNetwork(2, 4, 2, (8, 8), layer_norm=True)
-    net.init_weights([0, 1], "torch")
-    save_model(tmp_path / "m.safetensors", net, 1, {"env": "CartPole-v1", "seed": 1})
-    policy = load(tmp_path / "m.safetensors")
-    assert policy.net.layer_norm
-    x = torch.randn(1, 5, 4)
-    assert torch.allclose(policy.net(x)[0], net(x.expand(2, 5, 4))[1], atol=1e-6)
+    target = tmp_path / "x"
+    if damage != "missing":
+        shutil.copytree(model_run, target)
+    model = target / "model.safetensors"
+    if damage == "empty-folder":
+        model.unlink()
+    elif damage == "truncated-model":
+        raw = model.read_bytes()
+        model.write_bytes(raw[:len(raw) // 2])
+    elif damage == "bad-json":
+        model.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    elif damage == "version":
+        _rewrite(model_run / "model.safetensors", model, format_version=7)
+    commands = [["evaluate", str(target), "--episodes", "1"], ["record", str(target), "--out", str(tmp_path / "a.gif")]]
+    for cmd in commands:
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("cartpole-dqn: error:"), (cmd, err)
+
+
+BOUNDS = input_bounds([-4.8, -3.0, -0.42, -3.5], [4.8, 3.0, 0.42, 3.5])
+
+
+@pytest.mark.parametrize("kind", [dict(layer_norm=True), dict(noisy=True), dict(dueling=True),
+                                  dict(in_center=BOUNDS[0], in_scale=BOUNDS[1]),
+                                  dict(layer_norm=True, noisy=True, dueling=True, in_center=BOUNDS[0],
+                                       in_scale=BOUNDS[1])], ids=["layer-norm", "noisy", "dueling", "input-scaling",
+                                                                 "all"])
+def test_a_model_loads_as_the_network_that_was_saved(tmp_path, kind):
+    net = Network(4, 2, (8, 8), **kind)
+    params = [net.init(jax.random.PRNGKey(seed)) for seed in (0, 1)]
+    write_run(tmp_path, net, params)
+    policy = load(tmp_path)
+    assert {key: getattr(policy.net, key) for key in ("layer_norm", "noisy", "dueling")} == \
+           {key: getattr(net, key) for key in ("layer_norm", "noisy", "dueling")}
+    x = jax.random.normal(jax.random.PRNGKey(9), (5, 4)) * 3
+    for k, p in enumerate(params):
+        loaded = jax.tree.map(lambda a: a[k], policy.params)
+        np.testing.assert_allclose(policy.net.apply(loaded, x), net.apply(p, x), atol=1e-6)
+    np.testing.assert_array_equal(policy.act(np.stack([x[0], x[0]])), [net.apply(p, x[0]).argmax() for p in params])
+
+
+def test_a_format_1_model_file_of_the_pytorch_trainer_loads_as_the_network_it_held(tmp_path):
+    """Format 1 has format 2's names and [in, out] weights, but each bias [1, out] (QNetwork.named_tensors)."""
+    net = Network(4, 2, (8, 6), dueling=True)
+    params = net.init(jax.random.PRNGKey(3))
+    tensors = {f"{layer}.{kind}": np.asarray(t).reshape((1, -1) if kind == "bias" else t.shape)
+               for layer, arrays in params.items() for kind, t in arrays.items()}
+    meta = {"env": "CartPole-v1", "seed": 4, "obs_size": 4, "n_actions": 2, "hidden": [8, 6], "dueling": True,
+            "noisy": False, "layer_norm": False, "format_version": 1}
+    save_file(tensors, tmp_path / "v1.safetensors", metadata={k: json.dumps(v) for k, v in meta.items()})
+    loaded_net, loaded, loaded_meta = load_model(tmp_path / "v1.safetensors")
+    assert loaded_net == net and loaded_meta["seed"] == 4 and loaded["layer0"]["bias"].shape == (8,)
+    x = jax.random.normal(jax.random.PRNGKey(9), (5, 4))
+    np.testing.assert_allclose(loaded_net.apply(loaded, x), net.apply(params, x), atol=1e-6)
+    assert load(tmp_path / "v1.safetensors").seeds == [4]

@@ -1,27 +1,45 @@
 """Evaluation, recording, play, plots, live metrics and the Python API after training."""
 
 import csv
+import importlib
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
-from cartpole_dqn import evaluate, load, play, plot, preset, record, resume, train
+from cartpole_dqn import evaluate, load, play, plot, preset, record
 from cartpole_dqn.cli import main
 from cartpole_dqn.config import ConfigError
-from tests.conftest import run_cli, tiny
+from cartpole_dqn.evaluate import greedy_returns
+from tests.conftest import balancer, run_cli, tiny, write_run
+
+module = importlib.import_module("cartpole_dqn.evaluate")   # the package's `evaluate` is the function
+
 
 
 @pytest.fixture(scope="module")
 def k_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval") / "k"
+    """Two seeds without training: seed 0 balances the pole to the cap, seed 1 is a fresh network that topples it
+    within a few dozen steps."""
+    net, balancing = balancer()
+    return write_run(tmp_path_factory.mktemp("eval") / "k", net, [balancing, net.init(jax.random.PRNGKey(1))])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from cartpole_dqn import train
+
+    out = tmp_path_factory.mktemp("eval") / "trained"
     train(tiny(seeds=2, max_steps=300, final_eval_episodes=4), out, verbose=False)
     return out
 
 
 def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path):
     """Train a small default-preset agent, extending the budget (resume) until greedy play solves the rule."""
+    from cartpole_dqn import resume, train
+
     out = tmp_path / "solve"
     cfg = preset("default", hidden=(64, 64), rule="article", max_steps=2000, eval_every=0, final_eval_episodes=0,
                  plot_every=0)
@@ -37,11 +55,21 @@ def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path
     assert r.returncode == 0 and f"{result.mean:.1f} +-" in r.stdout
 
 
-def test_evaluate_reproduces_the_final_greedy_score_and_writes_every_return(k_run, tmp_path, capsys):
-    result = evaluate(k_run, episodes=4)
-    summary = json.loads((k_run / "summary.json").read_text())
+def test_evaluate_of_a_balancing_agent_scores_above_the_threshold_in_the_api_and_the_cli(k_run):
+    result = evaluate(k_run / "seed-0", episodes=20, seed=123)
+    assert result.mean > 475.0 and result.returns.shape == (1, 20)
+    r = run_cli("evaluate", str(k_run / "seed-0"), "--episodes", "20", "--seed", "123")
+    assert r.returncode == 0 and f"{result.mean:.1f} +-" in r.stdout, r.stderr
+
+
+def test_evaluate_reproduces_the_final_greedy_score(trained_run):
+    result = evaluate(trained_run, episodes=4)
+    summary = json.loads((trained_run / "summary.json").read_text())
     assert [round(float(np.mean(r)), 3) for r in result.returns] == [s["final_greedy_score"]
                                                                       for s in summary["per_seed"]]
+
+
+def test_evaluate_prints_a_line_per_seed_and_writes_every_return(k_run, tmp_path, capsys):
     assert main(["evaluate", str(k_run), "--episodes", "3", "--json", str(tmp_path / "e.json")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("seed 0: ") and lines[1].startswith("seed 1: ") and lines[2].startswith("all 2 seeds")
@@ -54,14 +82,43 @@ def test_epsilon_and_seed_change_the_episodes_reproducibly(k_run):
     a, b = evaluate(k_run / "seed-0", episodes=5, seed=7, epsilon=0.5), evaluate(k_run / "seed-0", episodes=5,
                                                                                   seed=7, epsilon=0.5)
     assert np.array_equal(a.returns, b.returns)
+    assert not np.array_equal(a.returns, evaluate(k_run / "seed-0", episodes=5, seed=8, epsilon=0.5).returns)
     with pytest.raises(ConfigError, match="--epsilon"):
         evaluate(k_run, epsilon=2.0)
+
+
+def _seed_1(policy):
+    return jax.tree.map(lambda x: x[1:], policy.params)
+
+
+def test_an_evaluation_is_a_function_of_its_base_and_number_and_compiles_once(k_run):
+    policy = load(k_run)
+    play = lambda seeds=policy.seeds, params=policy.params, **at: greedy_returns(
+        policy.net, params, policy.env, seeds, 6, epsilon=0.5, **at)
+    a = play(base=7, number=1)
+    assert a.shape == (2, 6)
+    assert np.array_equal(a, play(base=7, number=1))
+    assert not np.array_equal(a, play(base=7, number=2)) and not np.array_equal(a, play(base=8, number=1))
+    assert module._twin_returns(policy.net, policy.env, 6, 0.5)._cache_size() == 1     # one program for all four
+    assert np.array_equal(a[1:], play([1], _seed_1(policy), base=7, number=1))   # whatever plays beside it
+
+
+def test_a_task_without_a_twin_plays_reproducibly_on_the_host(k_run, monkeypatch):
+    policy = load(k_run)
+    monkeypatch.setattr(module, "has_twin", lambda env_id: False)
+    play = lambda seeds=policy.seeds, params=policy.params, epsilon=0.5, number=1: greedy_returns(
+        policy.net, params, policy.env, seeds, 5, base=7, number=number, epsilon=epsilon)
+    a = play()
+    assert a.shape == (2, 5) and np.array_equal(a, play()) and not np.array_equal(a, play(number=2))
+    assert np.array_equal(a[1:], play([1], _seed_1(policy)))
+    greedy = play(epsilon=0.0)
+    assert (greedy[0] == 500).all() and (greedy[1] < 100).all()
 
 
 def test_a_recorded_gif_has_one_frame_per_step(k_run, tmp_path):
     import imageio.v3 as iio
 
-    rec = record(k_run / "seed-0" / "model.safetensors", tmp_path / "agent.gif", episodes=2, fps=25)
+    rec = record(k_run / "seed-1" / "model.safetensors", tmp_path / "agent.gif", episodes=2, fps=25)
     frames = iio.imread(tmp_path / "agent.gif", index=None)
     assert len(rec.returns) == 2 and rec.frames == sum(rec.returns) == len(frames)   # CartPole: +1 per step
     assert frames.shape[1:3] == (400, 600)
@@ -69,14 +126,14 @@ def test_a_recorded_gif_has_one_frame_per_step(k_run, tmp_path):
 
 def test_record_on_a_headless_machine_prints_no_error(k_run, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
-    r = run_cli("record", str(k_run), "--out", str(tmp_path / "a.gif"), env=env)
+    r = run_cli("record", str(k_run / "seed-1"), "--out", str(tmp_path / "a.gif"), env=env)
     assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
     assert "Recorded" in r.stdout
 
 
 def test_record_writes_an_mp4_and_refuses_unknown_extensions(k_run, tmp_path, capsys):
-    rec = record(k_run, tmp_path / "agent.mp4")
-    assert (tmp_path / "agent.mp4").stat().st_size > 1000 and rec.frames == rec.returns[0]
+    rec = record(k_run, tmp_path / "agent.mp4")          # seed 0, the balancer: a whole 500-step episode
+    assert (tmp_path / "agent.mp4").stat().st_size > 1000 and rec.frames == rec.returns[0] == 500
     assert main(["record", str(k_run), "--out", str(tmp_path / "agent.avi")]) == 2
     err = capsys.readouterr().err
     assert "unknown extension '.avi'" in err and err.count("\n") == 1
@@ -86,10 +143,8 @@ def test_record_writes_an_mp4_and_refuses_unknown_extensions(k_run, tmp_path, ca
 @pytest.mark.parametrize("missing,name", [("imageio_ffmpeg", "agent.mp4"), ("imageio", "agent.gif")])
 def test_record_without_its_extra_refuses_before_playing_a_frame(k_run, tmp_path, monkeypatch, capsys, missing,
                                                                   name):
-    import importlib
     import sys
 
-    module = importlib.import_module("cartpole_dqn.evaluate")   # the package's `evaluate` is the function
     played = []
     monkeypatch.setattr(module, "_episodes", lambda *a, **k: played.append(1) or iter(()))
     monkeypatch.setitem(sys.modules, missing, None)
@@ -108,17 +163,20 @@ def test_play_without_a_display_says_so(k_run, monkeypatch, capsys):
     assert "needs a display" in capsys.readouterr().err
 
 
-def test_plot_redraws_a_run_and_overlays_seeds_and_runs(k_run, tmp_path):
-    single = k_run / "seed-0"
+def test_plot_redraws_a_run_and_overlays_seeds_and_runs(trained_run, tmp_path):
+    single = trained_run / "seed-0"
     (single / "scores.png").unlink()
     assert plot([single]) == single / "scores.png" and (single / "scores.png").read_bytes()[:4] == b"\x89PNG"
-    assert plot([k_run], tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["plot", str(k_run / "seed-0"), str(k_run / "seed-1"), "--out", str(tmp_path / "two.png")]) == 0
+    assert plot([trained_run], tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(trained_run / "seed-0"), str(trained_run / "seed-1"), "--out",
+                 str(tmp_path / "two.png")]) == 0
     assert (tmp_path / "two.png").exists()
 
 
 def test_tensorboard_writes_the_live_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cartpole_dqn import train
 
     train(tiny(max_steps=300), tmp_path / "tb", verbose=False, tensorboard=True)
     acc = EventAccumulator(str(tmp_path / "tb" / "tb"))
@@ -132,10 +190,12 @@ def test_tensorboard_writes_the_live_scalars(tmp_path):
 def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
     import builtins
 
+    from cartpole_dqn import train
+
     real = builtins.__import__
 
     def no_tensorboard(name, *args, **kwargs):
-        if name.startswith("torch.utils.tensorboard"):
+        if name.startswith("tensorboardX"):
             raise ImportError("no tensorboard")
         return real(name, *args, **kwargs)
 
@@ -147,13 +207,17 @@ def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
 def test_tensorboard_not_installed_is_refused_before_the_run_folder_exists(tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    from cartpole_dqn import train
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ConfigError, match=r"pip install 'cartpole-dqn\[tensorboard\]'"):
         train(tiny(max_steps=50), tmp_path / "n", verbose=False, tensorboard=True)
     assert not (tmp_path / "n").exists()
 
 
 def test_the_api_and_the_cli_give_the_same_results_for_one_seed(tmp_path):
+    from cartpole_dqn import train
+
     api = train(tiny(max_steps=500, seed=3, final_eval_episodes=5), tmp_path / "api", verbose=False)
     r = run_cli("train", "--out", str(tmp_path / "cli"), "--max-steps", "500", "--seed", "3", "--eval-every", "0",
                 "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",

@@ -7,6 +7,7 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,20 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import jax.numpy as jnp
 import numpy as np
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-from safetensors.numpy import load as np_load
-from safetensors.numpy import save as np_save
+from safetensors.numpy import load as st_np_load
+from safetensors.numpy import save as st_np_save
 
+from .core.networks import Network, Params
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
-from .networks import QNetwork
 
-FORMAT_VERSION = 1
-# A checkpoint folder of version 2 holds the JAX core's state pytree; version 1 was the PyTorch trainer's.
-CHECKPOINT_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 2        # model files: 1 was the PyTorch trainer's, which load_model still reads
+CHECKPOINT_FORMAT_VERSION = 2   # checkpoint folders: the JAX core's state pytree (1, the PyTorch trainer's, is refused)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -61,28 +59,31 @@ def read_json(path: str | Path) -> Any:
         raise CheckpointError(f"{str(path)!r} is not valid JSON (truncated or corrupted?): {e}") from None
 
 
-def save_model(path: str | Path, net: QNetwork, k: int, meta: dict[str, Any]) -> None:
-    """Seed k's weights, by layer name, plus the metadata to rebuild the network, in one safetensors file."""
-    tensors = {name: t.detach()[k].contiguous().cpu() for name, t in net.named_tensors(net.flat.data).items()}
+def save_model(path: str | Path, net: Network, params: Params, meta: dict[str, Any]) -> None:
+    """One seed's weights (host or device arrays), by layer name, plus the metadata to rebuild the network, in one
+    safetensors file; `meta` (say the environment and the seed) is stored beside the architecture."""
+    tensors = {f"{layer}.{kind}": np.ascontiguousarray(value, dtype=np.float32)
+               for layer, arrays in params.items() for kind, value in arrays.items()}
     if net.in_scale is not None:
-        tensors["input.center"], tensors["input.scale"] = net.in_center.cpu(), net.in_scale.cpu()
-    arch = {"obs_size": net.shapes[0][0], "n_actions": net.shapes[net.n_body][1],
-            "hidden": [o for _, o in net.shapes[:net.n_body]], "dueling": net.dueling, "noisy": net.noisy,
-            "layer_norm": net.layer_norm}
-    header = {key: json.dumps(value) for key, value in {**meta, **arch, "format_version": FORMAT_VERSION}.items()}
-    atomic_write(path, st_save(tensors, metadata=header))
+        tensors["input.center"] = np.asarray(net.in_center, dtype=np.float32)
+        tensors["input.scale"] = np.asarray(net.in_scale, dtype=np.float32)
+    arch = {"obs_size": net.obs_size, "n_actions": net.n_actions, "hidden": list(net.hidden), "dueling": net.dueling,
+            "noisy": net.noisy, "layer_norm": net.layer_norm}
+    header = {key: json.dumps(value) for key, value in
+              {**meta, **arch, "format_version": MODEL_FORMAT_VERSION}.items()}
+    atomic_write(path, st_np_save(tensors, metadata=header))
 
 
-def network_for(meta: dict[str, Any], seeds: int = 1, device: torch.device | str = "cpu") -> QNetwork:
-    """An untrained `seeds`-seed QNetwork of the architecture that a model file's metadata describes."""
-    return QNetwork(seeds, int(meta["obs_size"]), int(meta["n_actions"]), tuple(meta["hidden"]),
-                    bool(meta["dueling"]), device, noisy=bool(meta.get("noisy", False)),
-                    layer_norm=bool(meta.get("layer_norm", False)))
+def network_for(meta: dict[str, Any]) -> Network:
+    """The architecture a model file's metadata describes, without input scaling (that lives in the tensors)."""
+    return Network(int(meta["obs_size"]), int(meta["n_actions"]), tuple(int(h) for h in meta["hidden"]),
+                   dueling=bool(meta["dueling"]), noisy=bool(meta.get("noisy", False)),
+                   layer_norm=bool(meta.get("layer_norm", False)))
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QNetwork, dict[str, Any]]:
-    """A one-seed QNetwork and its metadata from a model file; CheckpointError if it is missing, cut short,
-    foreign or of another format version."""
+def load_model(path: str | Path) -> tuple[Network, Params, dict[str, Any]]:
+    """One seed's network, weights and metadata from a model file of format 2, or of format 1 (the PyTorch
+    trainer's); CheckpointError if it is missing, cut short, foreign or of another format version."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -92,27 +93,37 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[QN
         raise CheckpointError(f"{str(path)!r} is a folder, not a model file") from None
     try:
         meta = {key: json.loads(value) for key, value in _header_metadata(raw).items()}
-        tensors = st_load(raw)
+        tensors = st_np_load(raw)
     except (SafetensorError, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{str(path)!r} is not a valid safetensors model (truncated or corrupted?): {e}") \
             from None
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in (1, MODEL_FORMAT_VERSION):
         raise CheckpointError(f"{str(path)!r} has model format version {version}; this cartpole-dqn reads version "
-                              f"{FORMAT_VERSION}")
+                              f"{MODEL_FORMAT_VERSION} (and 1, the PyTorch trainer's)")
     try:
-        net = network_for(meta, 1, device)
-        views = net.named_tensors(net.flat.data)
+        net = network_for(meta)
         if "input.scale" in tensors:
-            net.in_center = tensors.pop("input.center").to(device)
-            net.in_scale = tensors.pop("input.scale").to(device)
-        if set(views) != set(tensors):
-            raise ValueError(f"layers {sorted(tensors)} do not match the architecture {sorted(views)}")
-        for name, view in views.items():
-            view[0].copy_(tensors[name])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            net = dataclasses.replace(net, in_center=tuple(float(c) for c in tensors.pop("input.center")),
+                                      in_scale=tuple(float(s) for s in tensors.pop("input.scale")))
+        kinds = ("weight", "bias", "weight_sigma", "bias_sigma") if net.noisy else ("weight", "bias")
+        expected = {f"{layer}.{kind}" for layer in net.shapes for kind in kinds}
+        if set(tensors) != expected:
+            raise ValueError(f"layers {sorted(tensors)} do not match the architecture {sorted(expected)}")
+        params: Params = {}
+        for layer, (fan_in, fan_out) in net.shapes.items():
+            params[layer] = {}
+            for kind in kinds:
+                name, t = f"{layer}.{kind}", tensors[f"{layer}.{kind}"]
+                shape = (fan_in, fan_out) if kind.startswith("weight") else (fan_out,)
+                # Format 1 kept each bias [1, out], broadcastable over the PyTorch trainer's batch axis.
+                stored = (1, fan_out) if version == 1 and kind.startswith("bias") else shape
+                if t.shape != stored:
+                    raise ValueError(f"{name} is {list(t.shape)}, the architecture needs {list(stored)}")
+                params[layer][kind] = jnp.asarray(t.reshape(shape), dtype=jnp.float32)
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r} does not describe a cartpole-dqn network: {e}") from None
-    return net, meta
+    return net, params, meta
 
 
 def _header_metadata(raw: bytes) -> dict[str, str]:
@@ -142,7 +153,7 @@ def save_checkpoint(folder: str | Path, arrays: dict[str, np.ndarray], meta: dic
     previous = {p.name for p in folder.glob("state-*.safetensors")}
     n = 1 + max((int(name[6:-12]) for name in previous if name[6:-12].isdigit()), default=0)
     name = f"state-{n:06d}.safetensors"
-    raw = np_save({key: np.ascontiguousarray(a) for key, a in arrays.items()})
+    raw = st_np_save({key: np.ascontiguousarray(a) for key, a in arrays.items()})
     atomic_write(folder / name, raw)
     write_json(folder / CHECKPOINT_META, {**meta, "format_version": CHECKPOINT_FORMAT_VERSION, "tensors": name,
                                           "sha256": hashlib.sha256(raw).hexdigest()})
@@ -177,7 +188,7 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str
         raise CheckpointError(f"{str(path)!r} does not match its checksum in {CHECKPOINT_META} "
                               "(truncated or corrupted?)")
     try:
-        arrays = np_load(raw)
+        arrays = st_np_load(raw)
     except (SafetensorError, ValueError) as e:  # pragma: no cover - the checksum catches damage first
         raise CheckpointError(f"{str(path)!r} is not a valid safetensors file: {e}") from None
     return arrays, meta

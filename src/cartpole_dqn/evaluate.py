@@ -1,103 +1,112 @@
 """Greedy evaluation, recording and live play of trained agents.
 
-During training, `Evaluator` lets the current networks play fresh episodes with epsilon 0 on environments of their
-own: separate instances seeded apart from training, and acting greedily draws no random numbers, so evaluating
-never changes what training does. After training, `load` reads the saved models of a run (one seed or K), and
-`evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them in a window.
+`greedy_returns` is the one evaluation, used by training and by `evaluate`: K seeds' networks play M fresh
+episodes each with epsilon 0 (or a given epsilon). It is a pure function of the weights and of (base, seed,
+number), so evaluation n of a run can be replayed from its weights alone and there is nothing to checkpoint, and
+it draws none of training's random numbers. Tasks with a JAX twin play inside one compiled program; the others
+play gymnasium environments on the host. After training, `load` reads the saved models of a run (one seed or K),
+and `evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them in a window.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
+import jax
+import jax.numpy as jnp
 import numpy as np
-import torch
 
-from .checkpoint import env_state, load_model, network_for, set_env_state
+from .checkpoint import load_model
+from .core import evaluate as core_evaluate
+from .core.envs import has_twin, make_twin
+from .core.loop import Task
+from .core.networks import Network, Params
 from .errors import CheckpointError, ConfigError, require
 from .envs import FINAL_EVAL_SEED_BASE, _make_one, check_spaces, env_spec, observation_size
-from .networks import QNetwork
 
 
-class Evaluator:
-    """K seeds x M episodes played side by side; each call plays M fresh episodes per seed.
+@functools.lru_cache(maxsize=None)
+def _greedy(net: Network) -> Callable[[Params, jax.Array], jax.Array]:
+    """Greedy actions [K, ...] of K seeds' networks (params with a seed axis) for observations [K, ..., obs];
+    noisy layers act on their mean weights. One compiled function per architecture, kept for every call."""
+    return jax.jit(jax.vmap(lambda p, obs: jnp.argmax(net.apply(p, obs), axis=-1)))
 
-    The environments are seeded once, at the first call; later calls continue their random streams, so every
-    evaluation sees new starting states and the whole sequence is reproducible.
+
+@functools.lru_cache(maxsize=None)
+def _twin_returns(net: Network, env_id: str, episodes: int,
+                  epsilon: float) -> Callable[[Params, jax.Array], jax.Array]:
+    """Returns [K, episodes] for params and keys [K] with a seed axis, on `env_id`'s twin; compiled once per
+    (architecture, task, episodes, epsilon), so later evaluations reuse the program."""
+    env, env_params = make_twin(env_id)
+    task = Task(env, env_params, None, 0)        # the solve rule plays no part in judging
+    return jax.jit(jax.vmap(lambda p, k: core_evaluate.episode_returns(net, p, task, k, episodes, epsilon)))
+
+
+def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, *, base: int,
+                   number: int, epsilon: float = 0.0) -> np.ndarray:
+    """Undiscounted returns [K, M] of M = `episodes` fresh episodes per seed, played to their end.
+
+    `params` holds K seeds' weights on a leading axis, `seeds` their numbers. Evaluation `number` of stream `base`
+    plays the same episodes every time, and seed s's never depend on the other seeds: on a twin its key is
+    `eval_key(base, s, number)`; on the host episode j starts from gymnasium's reset seeded by (base, s, number, j)
+    and seed s's epsilon draws come from a generator seeded by (base, s, number).
     """
+    if has_twin(env_id):
+        keys = jnp.stack([core_evaluate.eval_key(base, s, number) for s in seeds])
+        return np.asarray(_twin_returns(net, env_id, episodes, float(epsilon))(params, keys), dtype=np.float64)
+    return _host_returns(net, params, env_id, seeds, episodes, base, number, epsilon)
 
-    def __init__(self, env_id: str, seeds: list[int], episodes: int, seed_base: int):
-        env_spec(env_id)
-        self.k, self.m = len(seeds), episodes
-        self.envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in range(self.k * self.m)],
-                                             autoreset_mode="SameStep")
-        check_spaces(self.envs, env_id)
-        self._first_seeds: list[int] | None = [seed_base + 1000 * s + j for s in seeds for j in range(episodes)]
 
-    @torch.no_grad()
-    def run(self, net: QNetwork, epsilon: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Returns [K, M] undiscounted returns, one finished episode per environment."""
-        was_training = net.training
-        net.eval()                      # noisy layers act with their mean weights when judged
-        obs, _ = self.envs.reset(seed=self._first_seeds)
-        self._first_seeds = None
-        device = next(net.parameters()).device
-        n = self.k * self.m
-        returns = np.zeros(n)
-        done = np.zeros(n, dtype=bool)
-        n_actions = self.envs.single_action_space.n
+def _host_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, base: int,
+                  number: int, epsilon: float) -> np.ndarray:
+    """`greedy_returns` on gymnasium environments: K x M side by side, actions from the compiled policy."""
+    env_spec(env_id)
+    k, m = len(seeds), episodes
+    envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in range(k * m)], autoreset_mode="SameStep")
+    try:
+        n_actions = check_spaces(envs, env_id)[1]
+        starts = [int(np.random.SeedSequence([base, s, number, j]).generate_state(1)[0])
+                  for s in seeds for j in range(m)]
+        rngs = [np.random.default_rng([base, s, number]) for s in seeds]
+        obs, _ = envs.reset(seed=starts)
+        returns = np.zeros(k * m)
+        done = np.zeros(k * m, dtype=bool)
+        act = _greedy(net)
         while not done.all():
-            x = torch.as_tensor(obs, dtype=torch.float32, device=device).view(self.k, self.m, -1)
-            actions = net(x).argmax(dim=-1).flatten().cpu().numpy()
+            actions = np.asarray(act(params, jnp.asarray(obs, jnp.float32).reshape(k, m, -1))).reshape(-1)
             if epsilon > 0:
-                rng = rng if rng is not None else np.random.default_rng()
-                explore = rng.random(n) < epsilon
-                actions = np.where(explore, rng.integers(0, n_actions, n), actions)
-            obs, reward, terminated, truncated, _ = self.envs.step(actions)
+                # Every seed draws M pairs per step, finished episodes included, so its stream is fixed.
+                explore = np.concatenate([r.random(m) for r in rngs]) < epsilon
+                random_actions = np.concatenate([r.integers(0, n_actions, m) for r in rngs])
+                actions = np.where(explore, random_actions, actions)
+            obs, reward, terminated, truncated, _ = envs.step(actions)
             returns += np.where(done, 0.0, reward)
             done |= terminated | truncated
-        net.train(was_training)
-        return returns.reshape(self.k, self.m)
-
-    def state(self) -> dict:
-        """Where the evaluation streams stand (for a checkpoint): each environment's random generator."""
-        return {"seeded": self._first_seeds is None, "envs": [env_state(e) for e in self.envs.envs]}
-
-    def load_state(self, state: dict) -> None:
-        """Continue the streams `state` recorded: the next `run` plays the episodes it would have played."""
-        if not state["seeded"]:
-            return
-        if len(state["envs"]) != len(self.envs.envs):
-            raise CheckpointError(f"the checkpoint holds {len(state['envs'])} evaluation environments, this "
-                                  f"configuration {len(self.envs.envs)}")
-        self.envs.reset(seed=self._first_seeds)   # gymnasium refuses to step an environment never reset
-        self._first_seeds = None
-        for env, snap in zip(self.envs.envs, state["envs"]):
-            set_env_state(env, snap)
-
-    def close(self) -> None:
-        self.envs.close()
+    finally:
+        envs.close()
+    return returns.reshape(k, m)
 
 
 # ------------------------------------------------------------------------------------------ trained agents ---
 @dataclass
 class Policy:
-    """The greedy policies of a trained run: K seeds' networks on one seed axis, and the task they learned."""
+    """The greedy policies of a trained run: K seeds' weights on a leading seed axis, and the task they learned."""
 
-    net: QNetwork
+    net: Network
+    params: Params
     env: str
     seeds: list[int]
     paths: list[Path]
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions [K] for observations [K, obs] (one per seed)."""
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32).view(len(self.seeds), 1, -1)
-        return self.net(x).argmax(dim=-1).squeeze(1).numpy()
+        return np.asarray(_greedy(self.net)(self.params, jnp.asarray(obs, jnp.float32)))
 
 
 def _model_files(path: Path) -> list[Path]:
@@ -123,11 +132,9 @@ def load(path: str | Path) -> Policy:
     """
     files = _model_files(Path(path))
     loaded = [load_model(f) for f in files]
-    nets, metas = [n for n, _ in loaded], [m for _, m in loaded]
-    first = metas[0]
-    for f, m in zip(files, metas):
-        arch = ("obs_size", "n_actions", "hidden", "dueling", "layer_norm", "env")
-        if any(m.get(key) != first.get(key) for key in arch):
+    net, _, first = loaded[0]
+    for f, (other, _, m) in zip(files, loaded):
+        if other != net or m.get("env") != first.get("env"):
             raise CheckpointError(f"{str(f)!r} differs from {str(files[0])!r} in environment or architecture")
     env_id = first.get("env")
     try:
@@ -135,16 +142,11 @@ def load(path: str | Path) -> Policy:
     except ConfigError as e:
         raise CheckpointError(f"{str(files[0])!r} was trained on {env_id!r}, which cannot be made here: {e}") \
             from None
-    if sizes != (first["obs_size"], first["n_actions"]):
-        raise CheckpointError(f"{str(files[0])!r} was made for {first['obs_size']} observations and "
-                              f"{first['n_actions']} actions; {env_id} has {sizes[0]} and {sizes[1]}")
-    net = network_for(first, len(nets))
-    with torch.no_grad():
-        for i, n in enumerate(nets):
-            net.flat[i].copy_(n.flat[0])
-    net.in_center, net.in_scale = nets[0].in_center, nets[0].in_scale
-    net.eval()                                          # noisy layers act with their mean weights
-    return Policy(net, env_id, [int(m.get("seed", i)) for i, m in enumerate(metas)], files)
+    if sizes != (net.obs_size, net.n_actions):
+        raise CheckpointError(f"{str(files[0])!r} was made for {net.obs_size} observations and "
+                              f"{net.n_actions} actions; {env_id} has {sizes[0]} and {sizes[1]}")
+    params = jax.tree.map(lambda *seeds: jnp.stack(seeds), *(p for _, p, _ in loaded))
+    return Policy(net, params, env_id, [int(m.get("seed", i)) for i, (_, _, m) in enumerate(loaded)], files)
 
 
 def _policy(model: str | Path | Policy) -> Policy:
@@ -201,11 +203,8 @@ def evaluate(model: str | Path | Policy, episodes: int = 100, seed: int | None =
         raise ConfigError(f"--epsilon {epsilon} is not allowed: a number in [0, 1]")
     policy = _policy(model)
     base = FINAL_EVAL_SEED_BASE if seed is None else seed
-    evaluator = Evaluator(policy.env, policy.seeds, episodes, base)
-    try:
-        returns = evaluator.run(policy.net, epsilon, np.random.default_rng(base))
-    finally:
-        evaluator.close()
+    returns = greedy_returns(policy.net, policy.params, policy.env, policy.seeds, episodes, base=base, number=0,
+                             epsilon=epsilon)
     return EvalResult(policy.env, policy.seeds, returns, epsilon, base)
 
 
