@@ -134,7 +134,9 @@ def _open_and_report(url: str) -> str:
 def test_workers_opening_one_new_database_together_all_get_the_study(tmp_path):
     """Six workers starting at once on an empty database race to create Optuna's tables (measured: plain
     RDBStorage failed some of six in each of 5 rounds); each must end up with the storage, none with an error."""
-    ctx = multiprocessing.get_context("fork")
+    # forkserver: the workers still start together (forked from a clean server), but not from this process,
+    # whose JAX threads make a plain fork unsafe.
+    ctx = multiprocessing.get_context("forkserver")
     for round_ in range(3):
         url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
         with ctx.Pool(6) as pool:

@@ -3,9 +3,10 @@
 The program (core/loop.py) runs a chunk of env steps of every seed at once and hands back one record per seed and
 step. Between chunks, and only there, Python appends the finished episodes to scores.csv, moves the progress bar,
 runs the greedy evaluation, redraws scores.png, writes checkpoints and honours Ctrl-C and SIGTERM. A task with a
-JAX twin (CartPole, Acrobot, MountainCar) is stepped inside the program; any other gymnasium task is stepped on the
-host, one compiled call per env step (store, learn, choose the next action), and yields the same records. A seed
-that solves or spends its budget freezes inside the program at that step, so its files describe the agent then.
+JAX twin (CartPole, Acrobot, MountainCar) is stepped inside the program; any other gymnasium task (LunarLander, any
+Discrete-action, flat-Box id) is stepped by gymnasium, which the program calls back once per env step, and yields
+the same records. A seed that solves or spends its budget freezes inside the program at that step, so its files
+describe the agent at that moment.
 """
 
 from __future__ import annotations
@@ -214,38 +215,27 @@ class _InProgram:
 
 
 class _OnHost:
-    """Steps a task gymnasium plays on the host: one compiled call per env step stores the step, learns, closes
-    the episodes and chooses the next actions; the chunk's records are stacked as the in-program ones are."""
+    """Steps a task gymnasium plays on the host: each chunk is one call of the compiled program too, which calls
+    back to step the gymnasium environments once per env step (`loop.make_host_chunk`)."""
 
     def __init__(self, cfg: Config, net: Network, task: loop.Task, length: int, envs: Any):
-        first, step = loop.make_host_step(cfg, net, task)
+        first, chunk = loop.make_host_chunk(cfg, net, task, length, lambda actions: step_envs(envs, actions))
         self.first = jax.jit(first)
-        self.step = jax.jit(step, donate_argnums=1)
-        self.length, self.envs = length, envs
+        self.program = jax.jit(chunk, donate_argnums=1)
         self.actions: jax.Array | None = None      # chosen for the next env step (part of a checkpoint)
         self.compiled: Any = None
 
     def prepare(self, t: int, states: loop.SeedState) -> tuple[loop.SeedState, float]:
-        """The first actions (unless a checkpoint held them), and the step compiled; returns (states, seconds)."""
+        """The first actions (unless a checkpoint held them), and the chunk compiled; returns (states, seconds)."""
         started = time.perf_counter()
         if self.actions is None:
             states, self.actions = self.first(states)
-        k = states.obs.shape[0]
-        f, b = jnp.zeros(k, jnp.float32), jnp.zeros(k, bool)
-        self.compiled = self.step.lower(jnp.int32(t), states, self.actions, f, b, b, states.obs, states.obs).compile()
+        self.compiled = self.program.lower(jnp.int32(t), states, self.actions).compile()
         return states, time.perf_counter() - started
 
     def run(self, t: int, states: loop.SeedState) -> tuple[int, loop.SeedState, loop.Record]:
-        records = []
-        t_dev = jnp.int32(t)
-        for _ in range(self.length):
-            next_obs, final_obs, reward, terminated, truncated = step_envs(self.envs, np.asarray(self.actions))
-            (t_dev, states), record, self.actions = self.compiled(
-                t_dev, states, self.actions, reward.astype(np.float32), terminated, truncated,
-                final_obs.astype(np.float32), next_obs.astype(np.float32))
-            records.append(record)
-        records = jax.device_get(records)
-        return int(t_dev), states, jax.tree.map(lambda *r: np.stack(r), *records)
+        (t_next, states, self.actions), records = self.compiled(jnp.int32(t), states, self.actions)
+        return int(t_next), states, jax.device_get(records)
 
 
 class Run:

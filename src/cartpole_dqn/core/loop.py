@@ -7,7 +7,8 @@ finished episodes. The clock `t` (env steps per seed) is shared: seeds run in lo
 due depends on `t` alone, and `lax.cond` on it really skips the update instead of computing and discarding it.
 A seed that solves or spends its budget freezes at that step: its state no longer changes, so what the driver
 writes describes the agent at that moment. Each step emits a record per seed; the driver keeps those whose
-`ended` flag is set (one per finished episode) and writes them to scores.csv between chunks.
+`ended` flag is set (one per finished episode) and writes them to scores.csv between chunks. A task without a JAX
+twin runs the same step with gymnasium's environments called back from inside the program (`make_host_chunk`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
 
 from ..config import Config
 from . import agent as agent_lib
@@ -208,22 +211,39 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
     return chunk
 
 
-def make_host_step(cfg: Config, net: Network, task: Task) -> tuple[Callable, Callable]:
+def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
+                    step_envs: Callable) -> tuple[Callable, Callable]:
     """For a task without a JAX twin, played by gymnasium on the host: `first(states) -> (states, actions)`, and
-    `step(t, states, actions, reward, terminated, truncated, final_obs, next_obs) -> ((t, states), records,
-    next actions)`, which stores env step t + 1, learns, closes episodes and chooses the next actions, all in one
-    call. The random stream is the chunk's: the same splits in the same order."""
+    `chunk(t, states, actions) -> ((t, states, actions), records)`, `length` env steps as one program like
+    `make_chunk`'s. Each step calls `step_envs(actions [K])` on the host (an ordered `io_callback`), which returns
+    numpy (next_obs [K, obs], final_obs [K, obs], reward [K], terminated [K], truncated [K]); everything else runs
+    compiled. The random stream is the in-program chunk's: the same splits in the same order."""
 
     def first(states: SeedState) -> tuple[SeedState, jax.Array]:
         states, actions, _ = jax.vmap(choose, (None, None, 0))(cfg, net, states)
         return states, actions
 
-    def step(t, states, actions, reward, terminated, truncated, final_obs, next_obs):
-        t = _tick(cfg, t)
-        states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
-            cfg, states, actions, reward, terminated, truncated, final_obs, next_obs, states.env_state)
-        states, record = _learn_and_close(cfg, net, task, t, states, terminated | truncated)
-        states, actions = first(states)
-        return (t, states), record, actions
+    def host(actions):
+        next_obs, final_obs, reward, terminated, truncated = step_envs(np.asarray(actions))
+        return (next_obs.astype(np.float32), final_obs.astype(np.float32), reward.astype(np.float32),
+                terminated.astype(bool), truncated.astype(bool))
 
-    return first, step
+    def chunk(t: jax.Array, states: SeedState, actions: jax.Array):
+        k, n = states.obs.shape
+        shapes = (jax.ShapeDtypeStruct((k, n), jnp.float32), jax.ShapeDtypeStruct((k, n), jnp.float32),
+                  jax.ShapeDtypeStruct((k,), jnp.float32), jax.ShapeDtypeStruct((k,), jnp.bool_),
+                  jax.ShapeDtypeStruct((k,), jnp.bool_))
+
+        def step(carry, _):
+            t, states, actions = carry
+            next_obs, final_obs, reward, terminated, truncated = io_callback(host, shapes, actions, ordered=True)
+            t = _tick(cfg, t)
+            states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
+                cfg, states, actions, reward, terminated, truncated, final_obs, next_obs, states.env_state)
+            states, record = _learn_and_close(cfg, net, task, t, states, terminated | truncated)
+            states, actions = first(states)
+            return (t, states, actions), record
+
+        return jax.lax.scan(step, (t, states, actions), None, length=length)
+
+    return first, chunk
