@@ -1,4 +1,4 @@
-"""The JAX Q-networks: shapes, initialisation, dueling, noisy layers, layer norm and input scaling."""
+"""The JAX Q-networks: shapes, initialisation, seeds apart, dueling, noisy layers, layer norm and input scaling."""
 
 import jax
 import jax.numpy as jnp
@@ -58,3 +58,48 @@ def test_input_bounds_map_finite_coordinates_to_unit_range_and_pass_infinite_one
     x = (jnp.array([[-2.0, 3.0], [6.0, 3.0]]) - jnp.array(center)) * jnp.array(scale)
     np.testing.assert_allclose(x, [[-1.0, 3.0], [1.0, 3.0]])
     assert center == (2.0, 0.0) and scale == (0.25, 1.0) and net.in_scale == scale
+
+
+def test_a_seeds_weights_do_not_depend_on_what_runs_beside_it():
+    net = Network(4, 2, (8, 8))
+    alone = net.init(jax.random.PRNGKey(7))
+    many = jax.vmap(net.init)(jax.vmap(jax.random.PRNGKey)(jnp.array([5, 6, 7])))
+    for a, m in zip(jax.tree.leaves(alone), jax.tree.leaves(many)):
+        np.testing.assert_array_equal(a, m[2])
+    assert not np.array_equal(many["layer0"]["weight"][0], many["layer0"]["weight"][1])
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    np.testing.assert_allclose(net.apply(alone, x), jax.vmap(net.apply, (0, None))(many, x)[2], rtol=1e-6)
+
+
+def test_gradients_stay_with_their_seed():
+    net = Network(3, 2, (4,))
+    params = jax.vmap(net.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 3))
+    grads = jax.jit(jax.grad(lambda p: jax.vmap(net.apply)(p, x)[0].sum()))(params)      # only seed 0's output
+    assert all(float(jnp.abs(g[0]).sum()) > 0 and not np.any(g[1]) for g in jax.tree.leaves(grads))
+
+
+def test_noisy_sigma_learns_through_the_gradient():
+    net = Network(4, 2, (8,), noisy=True)
+    p = net.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    grads = jax.jit(jax.grad(lambda p, key: net.apply(p, x, key).sum()))(p, jax.random.PRNGKey(2))
+    for layer in ("layer0", "head"):
+        assert float(jnp.abs(grads[layer]["weight_sigma"]).sum()) > 0
+        assert float(jnp.abs(grads[layer]["bias_sigma"]).sum()) > 0
+    # Without a key the network acts on its means: sigma gets nothing.
+    grads = jax.jit(jax.grad(lambda p: net.apply(p, x).sum()))(p)
+    assert not np.any(grads["layer0"]["weight_sigma"]) and not np.any(grads["head"]["bias_sigma"])
+
+
+def test_layer_norm_normalises_each_hidden_pre_activation():
+    """Mean 0 and variance 1 over each hidden layer before the ReLU (LayerNorm's epsilon of 1e-5, no scale)."""
+    net = Network(4, 3, (8, 8), layer_norm=True)
+    p = jax.tree.map(np.asarray, net.init(jax.random.PRNGKey(0)))
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (5, 4)), np.float64)
+    h = x
+    for name in ("layer0", "layer1"):
+        z = h @ p[name]["weight"] + p[name]["bias"]
+        h = np.maximum((z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5), 0.0)
+    np.testing.assert_allclose(net.apply(p, x.astype(np.float32)), h @ p["head"]["weight"] + p["head"]["bias"],
+                               rtol=1e-4, atol=1e-5)

@@ -43,6 +43,26 @@ def test_n_step_fields_equal_a_direct_computation_on_random_episodes():
     assert int(mem.size) == capacity and int(mem.pos) == steps % capacity
 
 
+def test_n_step_stops_at_the_newest_transition():
+    """Returns still short of n steps sum what has arrived, and bootstrap from the newest state, also right after
+    the buffer wrapped (where the newest slot must not reach on into the oldest)."""
+    mem = replay.init(16, 1)
+    for t, r in enumerate([1.0, 2.0, 4.0]):
+        mem = _add(mem, t, r, False, False, gamma=0.5, n_step=3)
+    b = replay.batch_at(mem, jnp.array([1, 2]))
+    np.testing.assert_allclose(b.reward, [2 + 0.5 * 4, 4.0])
+    np.testing.assert_allclose(b.discount, [0.25, 0.5])
+    assert b.next_obs[:, 0].tolist() == [3.0, 3.0]
+    # Capacity 4 and 6 writes: slots hold steps [4, 5, 2, 3]; slot 1 (step 5) is the newest.
+    mem = replay.init(4, 1)
+    for t, r in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0]):
+        mem = _add(mem, t, r, False, False, gamma=0.5, n_step=3)
+    b = replay.batch_at(mem, jnp.array([0, 1, 3]))
+    np.testing.assert_allclose(b.reward, [16 + 0.5 * 32, 32.0, 8 + 0.5 * 16 + 0.25 * 32])
+    np.testing.assert_allclose(b.discount, [0.25, 0.5, 0.125])
+    assert b.next_obs[:, 0].tolist() == [6.0, 6.0, 6.0]
+
+
 def test_a_frozen_seed_writes_nothing():
     mem = _add(replay.init(4, 1), 0, 1.0, False, False, n_step=3)
     frozen = _add(mem, 1, 5.0, False, False, n_step=3, write=False)
@@ -70,6 +90,26 @@ def test_sampling_without_replacement_gives_distinct_transitions_of_every_subset
         assert sorted(idx.tolist()) == list(range(6))           # a batch of the whole memory: all distinct
         seen_first.add(int(idx[0]))
     assert seen_first == set(range(6))                          # in random order
+
+
+def test_samples_are_per_seed_and_consistent():
+    """Each seed samples its own memory with its own key, and a sampled row's fields belong to one transition."""
+    def memory(seed):
+        mem = replay.init(50, 2)
+        for t in range(50):
+            obs = jnp.array([1000.0 * seed + t, t])
+            mem = replay.add(mem, obs, jnp.int32(t % 2), jnp.float32(t), obs + 0.5, jnp.bool_(False),
+                             jnp.bool_(False), gamma=0.9, n_step=1)
+        return mem
+
+    mems = jax.tree.map(lambda *m: jnp.stack(m), *[memory(s) for s in range(3)])
+    b = jax.vmap(lambda m, k: replay.sample(m, k, 16))(mems, jax.random.split(jax.random.PRNGKey(0), 3))
+    assert b.obs.shape == (3, 16, 2) and b.action.shape == (3, 16)
+    obs = np.asarray(b.obs)
+    assert np.all(obs[..., 0] // 1000 == np.arange(3)[:, None])
+    assert np.array_equal(obs[..., 0] % 1000, b.reward) and np.array_equal(b.reward, b.index)
+    assert np.array_equal(b.next_obs, obs + 0.5) and np.array_equal(b.action, np.asarray(b.index) % 2)
+    assert not np.array_equal(b.index[0], b.index[1])                # seeds draw independent indices
 
 
 def _prioritized(n, capacity=8, alpha=1.0):
