@@ -246,3 +246,4 @@ def test_the_quickstart_notebook_is_valid_and_uses_only_the_public_api():
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module == "cartpole_dqn":
             assert all(hasattr(cartpole_dqn, a.name) for a in node.names)
+

@@ -109,6 +109,7 @@ def input_bounds(low, high) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     finite = np.isfinite(low) & np.isfinite(high) & (high > low)
+    low, high = np.where(finite, low, -1.0), np.where(finite, high, 1.0)   # unbounded: no inf - inf below
     center = np.where(finite, (high + low) / 2, 0.0)
-    scale = np.where(finite, 2 / np.where(finite, high - low, 1.0), 1.0)
+    scale = np.where(finite, 2 / (high - low), 1.0)
     return tuple(float(c) for c in center), tuple(float(s) for s in scale)
