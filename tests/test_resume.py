@@ -160,3 +160,16 @@ def test_a_host_task_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch)
     _same_run(tmp_path / "full", tmp_path / "cut", cfg.seed_list)
     strip = lambda s: {k: v for k, v in s.items() if "seconds" not in k}
     assert [strip(s) for s in resumed.summaries] == [strip(s) for s in full.summaries]
+
+
+def test_a_host_seed_woken_by_a_larger_budget_starts_from_its_environment_as_it_is(tmp_path, monkeypatch):
+    """A frozen seed's gymnasium environment went on stepping beside the others; woken by a larger budget, the seed
+    must act on that environment's real state, not on the observation it froze with."""
+    monkeypatch.setattr(train_module, "has_twin", lambda env: False)
+    train(tiny(seeds=2, max_episodes=5, max_steps=5000), tmp_path / "h", verbose=False)
+    run = train_module.Run.resume(tmp_path / "h", max_episodes=8, verbose=False)
+    for i, env in enumerate(run.envs.envs):
+        np.testing.assert_allclose(np.asarray(run.states.obs[i]), env.unwrapped.state, rtol=1e-6)
+    assert np.asarray(run.states.ep_length).tolist() == [0, 0]
+    result = resume(tmp_path / "h", max_episodes=8, verbose=False)
+    assert [s["episodes"] for s in result.summaries] == [8, 8]

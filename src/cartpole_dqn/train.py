@@ -336,6 +336,11 @@ class Run:
                               f"(max_episodes={cfg.max_episodes}, max_steps={cfg.max_steps}); raise "
                               "--max-episodes or --max-steps to train the unsolved ones further")
         run.states = s._replace(active=jnp.asarray(active))
+        if run.envs is not None:
+            # A host environment kept stepping while its seed was frozen: the seed's last observation is stale.
+            stale = active & ~np.asarray(s.active) & (np.asarray(s.stopped_at) < run.t)
+            if stale.any():
+                run._restart_episodes(stale)
         return run
 
     def _restore(self, arrays: dict[str, np.ndarray], meta: dict) -> bool:
@@ -359,16 +364,24 @@ class Run:
             for env, snap in zip(self.envs.envs, meta["envs"]):
                 set_env_state(env, snap)
             return True
-        seeds = np.random.SeedSequence([self.cfg.seed, self.t]).generate_state(k).tolist()
-        obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
-        s = self.states
-        # The abandoned episodes' n-step returns stop where they were cut; the next actions are chosen afresh.
-        self.states = s._replace(obs=jnp.asarray(obs, jnp.float32), ep_return=jnp.zeros_like(s.ep_return),
-                                 ep_length=jnp.zeros_like(s.ep_length), stat_sum=jnp.zeros_like(s.stat_sum),
-                                 stat_count=jnp.zeros_like(s.stat_count),
-                                 memory=s.memory._replace(episode_steps=jnp.zeros_like(s.memory.episode_steps)))
-        self.host_actions = None
+        self._restart_episodes(np.ones(k, dtype=bool))
         return False
+
+    def _restart_episodes(self, which: np.ndarray) -> None:
+        """Start new episodes on the host environments of the seeds `which`, on seeds of their own (derived from the
+        seed and the clock): their unfinished episodes are abandoned, and their n-step returns stop where they
+        were cut. The next actions of every seed are chosen afresh."""
+        fresh = np.random.SeedSequence([self.cfg.seed, self.t]).generate_state(len(which))
+        obs = np.asarray(self.states.obs).copy()
+        for i in np.flatnonzero(which):
+            obs[i], _ = self.envs.envs[i].reset(seed=int(fresh[i]))
+        s, w = self.states, jnp.asarray(which)
+        restart = lambda a, value=0: jnp.where(w.reshape(-1, *[1] * (a.ndim - 1)), value, a)
+        self.states = s._replace(obs=jnp.asarray(obs, jnp.float32), ep_return=restart(s.ep_return),
+                                 ep_length=restart(s.ep_length), stat_sum=restart(s.stat_sum),
+                                 stat_count=restart(s.stat_count),
+                                 memory=s.memory._replace(episode_steps=restart(s.memory.episode_steps)))
+        self.host_actions = None
 
     # ------------------------------------------------------------------------------------------ the loop ---
     def _stepper(self, length: int) -> Any:
