@@ -2,10 +2,10 @@
 
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \\
         PYTHONPATH=src python benchmarks/throughput_core.py --hidden 128,128 64,64 --seeds 1 16 --steps 20000 \\
-        --repeats 3 [--torch]
+        --repeats 3
 
-Run it with the XLA_FLAGS above: they pin XLA's CPU work to one thread, the same footing as the PyTorch trainer's
-default `threads=1`, so the figures compare like with like and do not depend on what else holds the other cores.
+Run it with the XLA_FLAGS above: they pin XLA's CPU work to one thread (the `threads=1` default of training), so
+the figures do not depend on what else holds the other cores.
 
 Each measurement trains the `default` preset (`hidden` from `--hidden`, evaluation off, `learning_starts` 500,
 replay ratio 1) on gymnax's CartPole-v1 inside the program, with a solve threshold no run can reach (1e9) so every
@@ -15,9 +15,9 @@ cold) is timed on its own; the timed part is then steps / 2000 calls of the comp
 blocked on with `jax.block_until_ready`. Env steps/s counts all seeds together; each figure is the median of
 `--repeats` runs, interleaved over K so drift hits every K alike.
 
-With `--torch` it also measures the existing PyTorch trainer in the same session (benchmarks/throughput.py's
-`measure`: default preset, same widths, same learning_starts, one torch thread, K = 1, `--torch-steps` env steps
-since it is several times slower) and prints compiled / torch steps/s per width. It measures; it asserts nothing.
+It times the bare chunk, without the driver's files and evaluations; `benchmarks/throughput.py` times `train` itself
+and, with `--baseline`, an older checkout beside it (the same-session ratio against the PyTorch trainer). It
+measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from cartpole_dqn.bench import cpu_model
 
@@ -87,8 +85,6 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 16], help="values of K to measure (first = base)")
     p.add_argument("--steps", type=int, default=20000, help=f"env steps per seed (a multiple of {CHUNK})")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--torch", action="store_true", help="also time the PyTorch trainer, K = 1, for a ratio")
-    p.add_argument("--torch-steps", type=int, default=3000, help="env steps per seed for the PyTorch trainer")
     args = p.parse_args()
     if args.steps % CHUNK or args.steps < CHUNK:
         p.error(f"--steps must be a positive multiple of {CHUNK}")
@@ -105,8 +101,8 @@ def main() -> None:
           f"{jax.default_backend()}; python {platform.python_version()}")
     print(f"# XLA_FLAGS: {flags!r}" + ("" if flags and "intra_op_parallelism_threads=1" in flags else
                                        f"  (recommended, to pin one thread: XLA_FLAGS=\"{RECOMMENDED_XLA_FLAGS}\")"))
-    print(f"# compile: jax.jit(chunk).lower(t, states).compile(), persistent cache off (cold), timed apart; "
-          f"the timed runs exclude it")
+    print("# compile: jax.jit(chunk).lower(t, states).compile(), persistent cache off (cold), timed apart; "
+          "the timed runs exclude it")
 
     results: dict[tuple[int, ...], dict[int, tuple[float, list[float]]]] = {}
     for hidden in widths:
@@ -130,31 +126,6 @@ def main() -> None:
                   f"{k * args.steps / wall:>23,.0f} | {args.steps / wall:>9,.0f} | {wall / base:>7.2f} | "
                   f"{', '.join(f'{w:.2f}' for w in walls)}")
     print("# scaling: wall(K) / wall(first K) on the same per-seed budget")
-
-    if args.torch:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from throughput import measure
-
-        import torch
-
-        print(f"\n## same session: PyTorch trainer (benchmarks/throughput.py measure), preset default, K = 1, "
-              f"{args.torch_steps:,} env steps, learning_starts 500, 1 torch thread, torch {torch.__version__}, "
-              f"median of {args.repeats}")
-        print(f"{'hidden':>9} | {'torch wall s':>12} | {'torch steps/s':>13} | {'compiled steps/s':>16} | "
-              f"{'compiled/torch':>14} | runs (s)")
-        with tempfile.TemporaryDirectory(prefix="throughput-core-") as tmp:
-            for hidden in widths:
-                walls = [measure("default", 1, args.torch_steps, 500, 1, {"hidden": hidden},
-                                 Path(tmp) / f"{'x'.join(map(str, hidden))}-r{r}") for r in range(args.repeats)]
-                wall = statistics.median(walls)
-                torch_rate = args.torch_steps / wall
-                base_k = 1 if 1 in results[hidden] else args.seeds[0]
-                compiled_rate = base_k * args.steps / statistics.median(results[hidden][base_k][1])
-                print(f"{'x'.join(map(str, hidden)):>9} | {wall:>12.2f} | {torch_rate:>13,.0f} | "
-                      f"{compiled_rate:>16,.0f} | {compiled_rate / torch_rate:>14.1f} | "
-                      f"{', '.join(f'{w:.2f}' for w in walls)}")
-        if 1 not in results[widths[0]]:
-            print(f"# K = 1 not measured: the compiled figure is K = {args.seeds[0]}")
 
 
 if __name__ == "__main__":
