@@ -161,26 +161,29 @@ def main() -> None:
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     started = datetime.now(timezone.utc)
     figures: dict[str, list[dict]] = {"ours": [], "sb3": []}
+    try:
+        from importlib.metadata import version
+
+        sb3_version = version("stable-baselines3")
+    except Exception:   # not installed: fine with --only ours
+        sb3_version = "(not installed)"
+    print(f"# compare: ours (preset default, rule v1, <= {args.ours_steps:,} steps) vs SB3 {sb3_version}"
+          f" DQN (rl-baselines3-zoo CartPole-v1 settings, {args.sb3_steps:,} steps)")
+    print(f"# seeds {seeds}; {started:%Y-%m-%d %H:%M} UTC; {machine()}; each run alone (K = 1), in turn")
+    print(f"# eval: {args.eval_episodes} greedy episodes every {args.eval_every:,} env steps; final greedy: 100 "
+          "episodes; '-' = never reached (infinity in medians)")
+    print(" | ".join(f"{h:>13}" for h in ("seed", "library", *HEADS)), flush=True)
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
-        for seed in seeds:
+        for seed in seeds:   # each row as it comes, so an interrupted comparison keeps what it measured
             if args.only != "sb3":
                 figures["ours"].append(run_ours(seed, args.ours_steps, args.eval_every, args.eval_episodes,
                                                 args.threads, Path(tmp) / f"ours-{seed}").figures())
             if args.only != "ours":
                 figures["sb3"].append(run_sb3(seed, args.sb3_steps, args.eval_every, args.eval_episodes).figures())
-
-    import stable_baselines3
-
-    print(f"# compare: ours (preset default, rule v1, <= {args.ours_steps:,} steps) vs SB3 {stable_baselines3.__version__}"
-          f" DQN (rl-baselines3-zoo CartPole-v1 settings, {args.sb3_steps:,} steps)")
-    print(f"# seeds {seeds}; {started:%Y-%m-%d %H:%M} UTC; {machine()}; each run alone (K = 1), in turn")
-    print(f"# eval: {args.eval_episodes} greedy episodes every {args.eval_every:,} env steps; final greedy: 100 "
-          "episodes; '-' = never reached (infinity in medians)")
-    print(" | ".join(f"{h:>13}" for h in ("seed", "library", *HEADS)))
-    for i, seed in enumerate(seeds):
-        for lib in ("ours", "sb3"):
-            if figures[lib]:
-                print(" | ".join(f"{v:>13}" for v in (seed, lib, *(fmt(figures[lib][i][k]) for k in KEYS))))
+            for lib in ("ours", "sb3"):
+                if figures[lib]:
+                    print(" | ".join(f"{v:>13}" for v in (seed, lib, *(fmt(figures[lib][-1][k]) for k in KEYS))),
+                          flush=True)
     medians = {lib: {k: median([f[k] for f in figs]) for k in KEYS} for lib, figs in figures.items() if figs}
     for lib, m in medians.items():
         print(" | ".join(f"{v:>13}" for v in ("median", lib, *(fmt(m[k]) for k in KEYS))))
