@@ -41,15 +41,16 @@ def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path
     from cartpole_dqn import resume, train
 
     out = tmp_path / "solve"
-    cfg = preset("default", hidden=(64, 64), rule="article", max_steps=2000, eval_every=0, final_eval_episodes=0,
+    # Measured for these settings: greedy means of 173 after 4,000 steps, 474 after 5,000 (one resume).
+    cfg = preset("default", hidden=(64, 64), rule="article", max_steps=4000, eval_every=0, final_eval_episodes=0,
                  plot_every=0)
     train(cfg, out, verbose=False)
     threshold = cfg.solve_score or 195.0
-    for extra in range(10):
+    for extra in range(6):
         result = evaluate(out, episodes=20, seed=123)
         if result.mean > threshold:
             break
-        resume(out, max_steps=2000 + 1000 * (extra + 1), verbose=False)
+        resume(out, max_steps=4000 + 1000 * (extra + 1), verbose=False)
     assert result.mean > threshold
     r = run_cli("evaluate", str(out), "--episodes", "20", "--seed", "123")
     assert r.returncode == 0 and f"{result.mean:.1f} +-" in r.stdout

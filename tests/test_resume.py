@@ -108,7 +108,7 @@ def test_resume_refuses_what_it_cannot_use(tmp_path):
 
 
 def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(tmp_path):
-    args = ["--max-steps", "6000", "--set", "hidden=16,16", "--eval-every", "1000", "--eval-episodes", "2",
+    args = ["--max-steps", "4000", "--set", "hidden=16,16", "--eval-every", "1000", "--eval-episodes", "2",
             "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet"]
     full = run_cli("train", *args, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
