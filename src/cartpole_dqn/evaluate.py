@@ -28,7 +28,7 @@ from .core.envs import has_twin, make_twin
 from .core.loop import Task
 from .core.networks import Network, Params
 from .errors import CheckpointError, ConfigError, require
-from .envs import FINAL_EVAL_SEED_BASE, _make_one, check_spaces, env_spec, observation_size
+from .envs import FINAL_EVAL_SEED_BASE, make_envs, observation_size
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,11 +66,10 @@ def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], 
 def _host_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, base: int,
                   number: int, epsilon: float) -> np.ndarray:
     """`greedy_returns` on gymnasium environments: K x M side by side, actions from the compiled policy."""
-    env_spec(env_id)
     k, m = len(seeds), episodes
-    envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in range(k * m)], autoreset_mode="SameStep")
+    envs = make_envs(env_id, [None] * (k * m))      # seeded per episode below
     try:
-        n_actions = check_spaces(envs, env_id)[1]
+        n_actions = envs.single_action_space.n
         starts = [int(np.random.SeedSequence([base, s, number, j]).generate_state(1)[0])
                   for s in seeds for j in range(m)]
         rngs = [np.random.default_rng([base, s, number]) for s in seeds]

@@ -33,8 +33,8 @@ from .config import Config, ConfigError, from_dict, resolve_device, to_dict, val
 from .core import enable_compile_cache, loop, snapshot, use_threads
 from .core.envs import has_twin, make_twin
 from .core.networks import Network, input_bounds
-from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, _make_one, make_envs, observation_size, resolve_rule, \
-    step_envs
+from .envs import (EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule, _make_one, check_spaces, make_envs, observation_size,
+                   resolve_rule, step_envs)
 from .errors import missing, require
 from .evaluate import greedy_returns
 from .scores import ScoreLog
@@ -249,8 +249,8 @@ class Run:
         self.cfg, self.rule, self.out = cfg, rule, out
         k = cfg.seeds
         self.dirs = [out] if k == 1 else [out / f"seed-{s}" for s in cfg.seed_list]
-        self.obs_size, self.n_actions = observation_size(cfg.env)
         probe = _make_one(cfg.env)
+        self.obs_size, self.n_actions = check_spaces(probe, cfg.env)
         self.net = network(cfg, probe.observation_space, self.n_actions)
         probe.close()
         self.board = Board(out, cfg.seed_list) if tensorboard else None
@@ -265,6 +265,8 @@ class Run:
             obs, _ = self.envs.reset(seed=cfg.seed_list)
             self.states = jax.vmap(lambda s, o: loop.init_seed(cfg, self.net, self.task, s, o))(
                 seeds, jnp.asarray(obs, jnp.float32))
+        self.device = resolve_device(cfg.device)
+        self.states = jax.device_put(self.states, self.device)
         self.t = 0                                   # env steps per seed (the seeds run in lockstep)
         self.wall = 0.0                              # wall seconds of training before this process (resume)
         self.compile_seconds = 0.0
@@ -348,8 +350,9 @@ class Run:
         k = self.cfg.seeds
         if len(meta["seeds"]) != k:
             raise ValueError(f"it holds {len(meta['seeds'])} seeds, the configuration {k}")
-        self.states = snapshot.from_arrays(self.states, {name[6:]: a for name, a in arrays.items()
-                                                         if name.startswith("state.")})
+        self.states = jax.device_put(snapshot.from_arrays(self.states, {name[6:]: a for name, a in arrays.items()
+                                                                        if name.startswith("state.")}),
+                                     self.device)
         self.t, self.wall = int(meta["steps"]), float(meta["wall"])
         self.compile_seconds = float(meta.get("compile_seconds", 0.0))
         self.stopped_wall = np.array(meta["stopped_wall"], dtype=float)
@@ -405,9 +408,6 @@ class Run:
             stepper = self._stepper(length)
             self.states, seconds = stepper.prepare(self.t, self.states)
             self.compile_seconds += seconds
-            # The program updates the state in place (donated buffers); a fresh state can hold one array twice
-            # (the target network starts as the online one), which donation refuses.
-            self.states = jax.tree.map(jnp.copy, self.states)
             active = np.asarray(self.states.active)
             while active.any():
                 if stop.requested:
@@ -575,7 +575,7 @@ def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int |
     enable_compile_cache()
     run = Run.resume(out, max_episodes=max_episodes, max_steps=max_steps, tensorboard=tensorboard,
                      verbose=verbose)
-    with jax.default_device(resolve_device(run.cfg.device)):
+    with jax.default_device(run.device):
         return run.finish(run.loop(verbose))
 
 

@@ -40,7 +40,10 @@ def learning_rate(cfg: Config, env_steps: jax.Array) -> jax.Array:
 
 def init(cfg: Config, net: Network, key: jax.Array) -> AgentState:
     params = net.init(key, cfg.init)
-    return AgentState(params, params, optimizer(cfg).init(params), jnp.float32(cfg.epsilon_start), jnp.int32(0))
+    # A copy, not the same arrays: the training program updates its state in place (donated buffers), and one
+    # buffer passed twice cannot be donated.
+    target = jax.tree.map(jnp.copy, params)
+    return AgentState(params, target, optimizer(cfg).init(params), jnp.float32(cfg.epsilon_start), jnp.int32(0))
 
 
 def act(net: Network, params: Params, obs: jax.Array, epsilon: jax.Array, key: jax.Array,
