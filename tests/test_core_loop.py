@@ -21,7 +21,7 @@ def tiny(name="default", **overrides):
 
 
 def run(cfg, seeds, chunks, length=200, threshold=None, window=100):
-    """Records [steps, K] and the final states of `chunks` chunks."""
+    """Records [steps, K] (one environment per seed) or [steps, K, E], and the final states of `chunks` chunks."""
     task = loop.Task(ENV, PARAMS, threshold, window)
     net = Network(4, 2, cfg.hidden, cfg.dueling, cfg.noisy, cfg.layer_norm, cfg.noisy_sigma0)
     states = jax.vmap(lambda s: loop.init_seed(cfg, net, task, s))(jnp.asarray(seeds))
@@ -30,7 +30,10 @@ def run(cfg, seeds, chunks, length=200, threshold=None, window=100):
     for _ in range(chunks):
         (t, states), rec = chunk(t, states)
         records.append(jax.device_get(rec))
-    return jax.tree.map(lambda *r: np.concatenate(r), *records), states
+    records = jax.tree.map(lambda *r: np.concatenate(r), *records)
+    if cfg.num_envs == 1:
+        records = jax.tree.map(lambda r: r[..., 0] if r.ndim == 3 else r, records)
+    return records, states
 
 
 def test_a_seed_runs_the_same_whatever_runs_beside_it():
@@ -85,7 +88,8 @@ def test_updates_come_in_bursts_of_train_every_times_the_replay_ratio(train_ever
         learn_steps = steps - cfg.learning_starts + 1
         due = sum(int(np.floor(s * ratio) - np.floor((s - train_every) * ratio))
                   for s in range(1, learn_steps + 1) if s % train_every == 0)
-        due_at = [int(loop.updates_due(cfg, jnp.int32(cfg.learning_starts - 1 + s))) for s in range(first + 1)]
+        due_at = [int(loop.updates_due(cfg, jnp.int32(cfg.learning_starts - 2 + s), jnp.int32(cfg.learning_starts - 1 + s)))
+                  for s in range(first + 1)]
         assert due_at == [0] * first + [per_burst]
         _, states = run(cfg, [0], 1, length=steps)
         assert int(states.agent.updates[0]) == due

@@ -53,6 +53,17 @@ class Config:
     eval_episodes: int = _param(10, "episodes per greedy evaluation", low=1)
     final_eval_episodes: int = _param(100, "greedy episodes played by the final network (0: skip)", low=0)
 
+    # --- algorithm -----------------------------------------------------------------------------------------------
+    algo: str = _param("dqn", "dqn: replay memory and n-step targets; pqn: parallel Q-learning on rollouts of "
+                              "num_envs x rollout_steps with Q(lambda) targets, no replay memory", choices=("dqn", "pqn"))
+    num_envs: int = _param(1, "environments each seed steps together (a vmap inside the seed); env-step budgets, "
+                              "clocks and the replay ratio count the steps of all of them", low=1, high=4096)
+    rollout_steps: int = _param(128, "pqn: steps of each environment per rollout (one learning phase each)", low=1)
+    q_lambda: float = _param(0.9, "pqn: lambda of the Q(lambda) targets (0: one-step, 1: Monte Carlo)",
+                             low=0.0, high=1.0)
+    epochs: int = _param(4, "pqn: passes over each rollout", low=1)
+    minibatches: int = _param(16, "pqn: minibatches each pass splits the rollout into", low=1)
+
     # --- network -------------------------------------------------------------------------------------------------
     hidden: tuple[int, ...] = _param((128, 128), "hidden layer widths of the Q-network MLP", low=1)
     init: str = _param("torch", "weight init: torch (PyTorch Linear) or glorot (Keras default, zero bias)",
@@ -138,6 +149,13 @@ class Config:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    # PQN (Gallici et al., 2024) as rejax and purejaxql run it on CartPole: 16 environments, rollouts of 128 steps,
+    # Q(lambda) targets with lambda 0.9, a 64x64 network with LayerNorm, no replay memory, no target network.
+    "pqn": dict(
+        algo="pqn", num_envs=16, rollout_steps=128, q_lambda=0.9, epochs=5, minibatches=16, hidden=(64, 64),
+        layer_norm=True, lr=3e-4, loss="mse", max_grad_norm=10.0, target_update_interval=0, double=False,
+        n_step=1, epsilon_start=1.0, epsilon_end=0.05, epsilon_decay_steps=100_000, max_steps=500_000,
+    ),
     # The article's code as it ran (Keras, CartPole-v1): 24-24 ReLU, Adam 1e-3, MSE, gamma 0.95, memory 1e6,
     # 20 samples fitted one at a time after each non-final step, epsilon *= 0.995 per replay down to 0.01,
     # no target network, the final reward negated and the time limit treated as a failure.
@@ -313,6 +331,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"device={cfg.device!r} is not allowed: auto, cpu, cuda or cuda:N")
     if cfg.prioritized and not cfg.replacement:
         raise ConfigError("prioritized=true samples by priority: it cannot be combined with replacement=false")
+    if cfg.algo == "pqn":
+        rollout = cfg.num_envs * cfg.rollout_steps
+        if rollout % cfg.minibatches:
+            raise ConfigError(f"minibatches={cfg.minibatches} does not divide a rollout of num_envs x rollout_steps = "
+                              f"{rollout} transitions: pick a divisor")
+        if cfg.prioritized or cfg.double or cfg.target_update_interval or cfg.sequential_fit:
+            raise ConfigError("algo=pqn learns from its rollouts with no replay memory and no target network: "
+                              "set prioritized, double and sequential_fit false and target_update_interval=0")
     if cfg.double and cfg.target_update_interval == 0:
         raise ConfigError("double=true needs a target network: set target_update_interval >= 1")
     return cfg

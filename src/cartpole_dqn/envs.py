@@ -98,14 +98,15 @@ def check_spaces(env: gym.Env | gym.vector.VectorEnv, env_id: str) -> tuple[int,
     return int(obs_space.shape[0]), int(act_space.n)
 
 
-def make_envs(env_id: str, seeds: list[int]) -> gym.vector.SyncVectorEnv:
-    """One environment per seed, stepped together; a finished episode resets in the same step.
+def make_envs(env_id: str, count: int) -> gym.vector.SyncVectorEnv:
+    """`count` environments stepped together (seeded by their first reset); a finished episode resets in the same
+    step.
 
     Same-step autoreset hands back the true final observation in `info["final_obs"]`, which a truncated episode
     needs to bootstrap from.
     """
     env_spec(env_id)
-    envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in seeds], autoreset_mode="SameStep")
+    envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in range(count)], autoreset_mode="SameStep")
     check_spaces(envs, env_id)
     return envs
 

@@ -67,7 +67,7 @@ def _host_returns(net: Network, params: Params, env_id: str, seeds: list[int], e
                   number: int, epsilon: float) -> np.ndarray:
     """`greedy_returns` on gymnasium environments: K x M side by side, actions from the compiled policy."""
     k, m = len(seeds), episodes
-    envs = make_envs(env_id, [None] * (k * m))      # seeded per episode below
+    envs = make_envs(env_id, k * m)      # seeded per episode below
     try:
         n_actions = envs.single_action_space.n
         starts = [int(np.random.SeedSequence([base, s, number, j]).generate_state(1)[0])

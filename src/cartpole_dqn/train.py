@@ -180,13 +180,16 @@ Report = Callable[[int, np.ndarray], bool]
 
 
 def chunk_steps(cfg: Config, report_every: int = 0) -> int:
-    """The chunk length: CHUNK_STEPS, shortened so that evaluations and reports fall on chunk boundaries, and never
-    longer than the step budget."""
-    n = CHUNK_STEPS
-    for every in (cfg.eval_every, report_every):
-        if every:
-            n = math.gcd(n, every)
-    return min(n, cfg.max_steps)
+    """Vector steps per chunk: CHUNK_STEPS env steps per seed, fewer when evaluations or reports come more often
+    or the budget is smaller, in whole vector steps of `num_envs` env steps. Evaluations and reports happen at the
+    end of the first chunk at or past each multiple of their interval."""
+    n = min([CHUNK_STEPS, cfg.max_steps] + [every for every in (cfg.eval_every, report_every) if every])
+    return loop.vector_steps(cfg, n)
+
+
+def _crossed(every: int, before: int, now: int) -> bool:
+    """Whether the clock passed a multiple of `every` between two chunk ends."""
+    return every > 0 and now // every > before // every
 
 
 def network(cfg: Config, space: Any, n_actions: int) -> Network:
@@ -260,11 +263,12 @@ class Run:
             self.task = loop.Task(*make_twin(cfg.env), rule.threshold, rule.window)
             self.states = jax.vmap(lambda s: loop.init_seed(cfg, self.net, self.task, s))(seeds)
         else:
-            self.envs = make_envs(cfg.env, cfg.seed_list)
+            e = cfg.num_envs
+            self.envs = make_envs(cfg.env, k * e)
             self.task = loop.Task(None, None, rule.threshold, rule.window)
-            obs, _ = self.envs.reset(seed=cfg.seed_list)
+            obs, _ = self.envs.reset(seed=[s * e + j for s in cfg.seed_list for j in range(e)])
             self.states = jax.vmap(lambda s, o: loop.init_seed(cfg, self.net, self.task, s, o))(
-                seeds, jnp.asarray(obs, jnp.float32))
+                seeds, jnp.asarray(obs, jnp.float32).reshape(k, e, -1))
         self.device = resolve_device(cfg.device)
         self.states = jax.device_put(self.states, self.device)
         self.t = 0                                   # env steps per seed (the seeds run in lockstep)
@@ -374,16 +378,24 @@ class Run:
         """Start new episodes on the host environments of the seeds `which`, on seeds of their own (derived from the
         seed and the clock): their unfinished episodes are abandoned, and their n-step returns stop where they
         were cut. The next actions of every seed are chosen afresh."""
-        fresh = np.random.SeedSequence([self.cfg.seed, self.t]).generate_state(len(which))
+        e = self.cfg.num_envs
+        fresh = np.random.SeedSequence([self.cfg.seed, self.t]).generate_state(len(which) * e).reshape(-1, e)
         obs = np.asarray(self.states.obs).copy()
         for i in np.flatnonzero(which):
-            obs[i], _ = self.envs.envs[i].reset(seed=int(fresh[i]))
+            for j in range(e):
+                obs[i, j], _ = self.envs.envs[i * e + j].reset(seed=int(fresh[i, j]))
         s, w = self.states, jnp.asarray(which)
         restart = lambda a, value=0: jnp.where(w.reshape(-1, *[1] * (a.ndim - 1)), value, a)
+        if self.cfg.algo == "pqn":   # the rollout's lambda-returns stop where the episodes were cut
+            last = jnp.maximum(s.memory.filled - 1, 0)
+            cut = jax.vmap(lambda end, i: end.at[i].set(True))(s.memory.episode_end, last)
+            memory = s.memory._replace(episode_end=jnp.where(w[:, None, None] & (s.memory.filled > 0)[:, None, None],
+                                                             cut, s.memory.episode_end))
+        else:
+            memory = s.memory._replace(episode_steps=restart(s.memory.episode_steps))
         self.states = s._replace(obs=jnp.asarray(obs, jnp.float32), ep_return=restart(s.ep_return),
                                  ep_length=restart(s.ep_length), stat_sum=restart(s.stat_sum),
-                                 stat_count=restart(s.stat_count),
-                                 memory=s.memory._replace(episode_steps=restart(s.memory.episode_steps)))
+                                 stat_count=restart(s.stat_count), memory=memory)
         self.host_actions = None
 
     # ------------------------------------------------------------------------------------------ the loop ---
@@ -418,7 +430,7 @@ class Run:
                 now = time.perf_counter() - start
                 save_due = self._log(records, t0, before, now, progress if verbose else None)
                 active = np.asarray(self.states.active)
-                if cfg.eval_every and self.t % cfg.eval_every == 0:
+                if _crossed(cfg.eval_every, t0, self.t):
                     self._evaluate(active)
                     now = time.perf_counter() - start
                 if save_due and active.any():   # the last one is written below
@@ -432,7 +444,7 @@ class Run:
                     self.logs[plot_turn % k].plot(_title(cfg, cfg.seed_list[plot_turn % k]))
                     plot_turn += 1
                     next_plot = now + cfg.plot_every
-                if self.report is not None and self.t % self.report_every == 0 and \
+                if self.report is not None and _crossed(self.report_every, t0, self.t) and \
                         self.report(self.t, self.rolling_means()):
                     stop.requested = True
             progress.close()
@@ -446,20 +458,22 @@ class Run:
         """Append the chunk's finished episodes to the score logs; True if a checkpoint is due (a seed solved, or
         reached a multiple of save_every episodes). Wall seconds are interpolated over the chunk's steps."""
         cfg, k = self.cfg, self.cfg.seeds
-        wall = before + (now - before) * (np.arange(1, len(records.ended) + 1) / len(records.ended))
+        n = len(records.ended)
+        wall = before + (now - before) * (np.arange(1, n + 1) / n)
+        steps = np.minimum(t0 + cfg.num_envs * np.arange(1, n + 1), cfg.max_steps)   # the clock after each step
         save_due = False
-        for j, i in np.argwhere(records.ended):
+        for j, i, e in np.argwhere(records.ended):     # step, seed, environment: each seed's episodes in order
             log = self.logs[i]
-            solved = log.add_episode(records.ret[j, i], records.length[j, i], records.epsilon[j, i],
-                                     records.loss[j, i], t0 + j + 1, wall[j], solved=bool(records.solved[j, i]))
+            solved = log.add_episode(records.ret[j, i, e], records.length[j, i, e], records.epsilon[j, i],
+                                     records.loss[j, i, e], int(steps[j]), wall[j], solved=bool(records.solved[j, i, e]))
             if self.board is not None:
                 w = self.rule.window
-                self.board.episode(i, t0 + j + 1, {
-                    "episode/return": float(records.ret[j, i]), "episode/length": float(records.length[j, i]),
+                self.board.episode(i, int(steps[j]), {
+                    "episode/return": float(records.ret[j, i, e]), "episode/length": float(records.length[j, i, e]),
                     f"episode/rolling_mean_{w}": float(np.mean(log.returns[-w:])),
-                    "train/epsilon": float(records.epsilon[j, i]), "train/loss": float(records.loss[j, i]),
-                    "train/mean_q": float(records.q[j, i]), "train/td_error": float(records.td[j, i]),
-                    "speed/env_steps_per_s": (t0 + j + 1) * k / max(wall[j], 1e-9)})
+                    "train/epsilon": float(records.epsilon[j, i]), "train/loss": float(records.loss[j, i, e]),
+                    "train/mean_q": float(records.q[j, i, e]), "train/td_error": float(records.td[j, i, e]),
+                    "speed/env_steps_per_s": steps[j] * k / max(wall[j], 1e-9)})
             if solved and progress is not None:
                 f = log.figures()
                 who = f"seed {cfg.seed_list[i]}: " if k > 1 else ""

@@ -48,7 +48,8 @@ def init(cfg: Config, net: Network, key: jax.Array) -> AgentState:
 
 def act(net: Network, params: Params, obs: jax.Array, epsilon: jax.Array, key: jax.Array,
         noisy: bool = False) -> jax.Array:
-    """Epsilon-greedy action for one observation (noisy networks act on fresh noise in training)."""
+    """Epsilon-greedy actions for observations [..., obs], each explored on its own draw (noisy networks act on
+    fresh noise in training)."""
     k_explore, k_action, k_noise = jax.random.split(key, 3)
     greedy = jnp.argmax(net.apply(params, obs, k_noise if noisy else None), axis=-1)
     random_action = jax.random.randint(k_action, greedy.shape, 0, net.n_actions)
@@ -100,13 +101,20 @@ def update(cfg: Config, net: Network, agent: AgentState, batch: Batch, lr: jax.A
 def _step(cfg: Config, net: Network, agent: AgentState, batch: Batch, lr: jax.Array,
           key: jax.Array) -> tuple[AgentState, dict[str, jax.Array]]:
     k_target, k_select, k_online = jax.random.split(key, 3) if cfg.noisy else (None, None, None)
-    # ALGO LOGIC: the TD target, the loss on Q(s, a), one gradient step, the target network follows.
+    # ALGO LOGIC: the TD target from the target network, then one gradient step towards it.
     y = td_target(net, agent.params, agent.target, batch, cfg.double, (k_target, k_select))
+    return gradient_step(cfg, net, agent, batch.obs, batch.action, y, batch.weight, lr, k_online)
+
+
+def gradient_step(cfg: Config, net: Network, agent: AgentState, obs: jax.Array, action: jax.Array, y: jax.Array,
+                  weight: jax.Array, lr: jax.Array, key: jax.Array | None) -> tuple[AgentState, dict[str, jax.Array]]:
+    """One optimizer step of Q(obs, action) towards the fixed targets `y` [B]; the target network follows. Shared
+    by DQN (targets from replayed transitions) and PQN (Q(lambda) targets from a rollout)."""
 
     def loss_fn(params):
-        q_all = net.apply(params, batch.obs, k_online)
-        q = jnp.take_along_axis(q_all, batch.action[:, None], axis=-1)[:, 0]
-        return td_loss(cfg, q, y, batch.weight), q
+        q_all = net.apply(params, obs, key)
+        q = jnp.take_along_axis(q_all, action[:, None], axis=-1)[:, 0]
+        return td_loss(cfg, q, y, weight), q
 
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(agent.params)
     steps, opt_state = optimizer(cfg).update(grads, agent.opt_state, agent.params)
@@ -117,8 +125,7 @@ def _step(cfg: Config, net: Network, agent: AgentState, batch: Batch, lr: jax.Ar
         synced = optax.incremental_update(params, agent.target, cfg.tau)
         target = jax.tree.map(lambda new, old: jnp.where(due, new, old), synced, agent.target)
     else:
-        target = params                     # no target network (the article): bootstrap from the online one
-    # END ALGO LOGIC
+        target = params                     # no target network (the article, PQN): bootstrap from the online one
     td = y - q
     return (AgentState(params, target, opt_state, agent.epsilon, updates),
             {"loss": loss, "q": q.mean(), "td": jnp.abs(td).mean(), "td_error": td})

@@ -1,14 +1,16 @@
-"""The compiled training loop: a chunk of env steps for K seeds as one program.
+"""The compiled training loop: a chunk of vector steps for K seeds as one program.
 
-Each seed's whole run is one pytree, `SeedState` (agent, replay memory, environment, random key, the episode in
-progress and the recent returns the solve rule averages). A chunk is `jax.lax.scan` over env steps of a step
-that is `jax.vmap` over seeds: act, step the environment (a gymnax twin, inside the program), store, learn, close
-finished episodes. The clock `t` (env steps per seed) is shared: seeds run in lockstep, so whether an update is
-due depends on `t` alone, and `lax.cond` on it really skips the update instead of computing and discarding it.
-A seed that solves or spends its budget freezes at that step: its state no longer changes, so what the driver
-writes describes the agent at that moment. Each step emits a record per seed; the driver keeps those whose
-`ended` flag is set (one per finished episode) and writes them to scores.csv between chunks. A task without a JAX
-twin runs the same step with gymnasium's environments called back from inside the program (`make_host_chunk`).
+Each seed's whole run is one pytree, `SeedState` (agent, replay memory or rollout, its E environments, random key,
+the episodes in progress and the recent returns the solve rule averages). A chunk is `jax.lax.scan` over vector
+steps of a step that is `jax.vmap` over seeds: act in E environments at once, step them (gymnax twins, inside the
+program), store, learn, close finished episodes. The clock `t` (env steps per seed, E per vector step) is shared:
+seeds run in lockstep, so whether learning is due depends on `t` (DQN) or on the rollout being full (PQN) alike
+for every seed, and `lax.cond` really skips it instead of computing and discarding it. Episodes of the E
+environments are the seed's episodes in the order they finish (environment order within a step). A seed that
+solves or spends its budget freezes at that episode: its state no longer changes, so what the driver writes
+describes the agent at that moment. Each step emits a record per seed; the driver keeps the episodes marked
+`ended` and writes them to scores.csv between chunks. A task without a JAX twin runs the same step with
+gymnasium's environments called back from inside the program (`make_host_chunk`).
 """
 
 from __future__ import annotations
@@ -22,20 +24,20 @@ from jax.experimental import io_callback
 
 from ..config import Config
 from . import agent as agent_lib
-from . import replay
+from . import pqn, replay
 from .networks import Network
 
 
 class SeedState(NamedTuple):
     agent: agent_lib.AgentState
-    memory: replay.Memory
-    env_state: Any
-    obs: jax.Array
+    memory: Any               # replay.Memory (dqn) or pqn.Rollout (pqn)
+    env_state: Any            # the E environments' states
+    obs: jax.Array            # [E, obs]
     key: jax.Array
-    ep_return: jax.Array
-    ep_length: jax.Array
-    stat_sum: jax.Array       # [3] loss, mean Q, |TD error| summed over this episode's updates
-    stat_count: jax.Array
+    ep_return: jax.Array      # [E]
+    ep_length: jax.Array      # [E]
+    stat_sum: jax.Array       # [E, 3] loss, mean Q, |TD error| summed over the updates of each env's episode
+    stat_count: jax.Array     # [E]
     episodes: jax.Array       # finished episodes
     recent: jax.Array         # [window] ring of the latest returns, for the solve rule
     solved: jax.Array
@@ -44,16 +46,17 @@ class SeedState(NamedTuple):
 
 
 class Record(NamedTuple):
-    """One step of one seed; `ended` marks the step that finished an episode (the row for scores.csv)."""
+    """One vector step of one seed: `ended` [E] marks the environments whose episode this step finished and
+    counted (the rows for scores.csv, in environment order)."""
 
-    ended: jax.Array
-    ret: jax.Array
-    length: jax.Array
+    ended: jax.Array          # [E]
+    ret: jax.Array            # [E]
+    length: jax.Array         # [E]
     epsilon: jax.Array
-    loss: jax.Array
-    q: jax.Array
-    td: jax.Array
-    solved: jax.Array         # this episode completed the first solving window
+    loss: jax.Array           # [E]
+    q: jax.Array              # [E]
+    td: jax.Array             # [E]
+    solved: jax.Array         # [E] this episode completed the first solving window
     stopped: jax.Array        # the seed froze at this step (solved, or a budget spent)
 
 
@@ -71,28 +74,42 @@ def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array,
               obs: jax.Array | None = None) -> SeedState:
     """Seed `seed`'s starting state: every random number it will use descends from PRNGKey(seed) alone, so a
     seed's run is the same whatever runs beside it. A task played on the host (`task.env` None) passes the first
-    observation its gymnasium environment gave."""
+    observations [E, obs] its gymnasium environments gave."""
     key = jax.random.PRNGKey(seed)
     key, k_net, k_env = jax.random.split(key, 3)
+    e = cfg.num_envs
     if task.env is None:
-        env_state = jnp.int32(0)       # the environment lives on the host
+        env_state = jnp.zeros(e, jnp.int32)       # the environments live on the host
     else:
-        obs, env_state = task.env.reset(k_env, task.params)
+        obs, env_state = jax.vmap(task.env.reset, (0, None))(env_keys(k_env, e), task.params)
+    if cfg.algo == "pqn":
+        memory = pqn.init(cfg.rollout_steps, e, net.obs_size)
+    else:
+        memory = replay.init(cfg.buffer_size, net.obs_size, e, cfg.prioritized)
     f = jnp.float32
-    return SeedState(agent_lib.init(cfg, net, k_net), replay.init(cfg.buffer_size, net.obs_size, cfg.prioritized),
-                     env_state, jnp.asarray(obs, f), key, f(0), jnp.int32(0), jnp.zeros(3), f(0), jnp.int32(0),
+    return SeedState(agent_lib.init(cfg, net, k_net), memory, env_state, jnp.asarray(obs, f), key, jnp.zeros(e),
+                     jnp.zeros(e, jnp.int32), jnp.zeros((e, 3)), jnp.zeros(e), jnp.int32(0),
                      jnp.zeros(task.window), jnp.bool_(False), jnp.bool_(True), jnp.int32(0))
 
 
-def updates_due(cfg: Config, t: jax.Array) -> jax.Array:
-    """Gradient updates after env step t (1-based, per seed): none before the memory holds learning_starts
-    transitions, then train_every x replay_ratio in a burst every train_every steps (SB3's train_freq)."""
-    if cfg.buffer_size < cfg.learning_starts:
+def env_keys(key: jax.Array, num_envs: int) -> jax.Array:
+    """Keys [E] for E environments' resets or steps. One environment takes the key itself, so a one-environment
+    run draws exactly the random numbers it drew before environments came in batches."""
+    return key[None] if num_envs == 1 else jax.random.split(key, num_envs)
+
+
+def _updates_by(cfg: Config, t: jax.Array) -> jax.Array:
+    """DQN's gradient updates made by the end of env step t: train_every x replay_ratio in a burst every
+    train_every steps once the memory holds learning_starts transitions (SB3's train_freq)."""
+    bursts = jnp.maximum(t - cfg.learning_starts + 1, 0) // cfg.train_every
+    return jnp.floor(bursts * cfg.train_every * cfg.replay_ratio).astype(jnp.int32)
+
+
+def updates_due(cfg: Config, t_prev: jax.Array, t: jax.Array) -> jax.Array:
+    """DQN's gradient updates due for the env steps after t_prev up to t (one vector step of E environments)."""
+    if replay.capacity(cfg.buffer_size, cfg.num_envs) < cfg.learning_starts:
         return jnp.int32(0)
-    learn_steps = t - cfg.learning_starts + 1
-    rr = cfg.replay_ratio
-    burst = (jnp.floor(learn_steps * rr) - jnp.floor((learn_steps - cfg.train_every) * rr)).astype(jnp.int32)
-    return jnp.where((learn_steps > 0) & (learn_steps % cfg.train_every == 0), burst, 0)
+    return _updates_by(cfg, t) - _updates_by(cfg, t_prev)
 
 
 def _select(flag: jax.Array, new: Any, old: Any) -> Any:
@@ -101,12 +118,17 @@ def _select(flag: jax.Array, new: Any, old: Any) -> Any:
 
 def observe(cfg: Config, s: SeedState, action: jax.Array, reward: jax.Array, terminated: jax.Array,
             truncated: jax.Array, final_obs: jax.Array, next_obs: jax.Array, env_state: Any) -> SeedState:
-    """Store one step's transition and move to the next observation (nothing changes for a frozen seed)."""
+    """Store one vector step's transitions [E] and move to the next observations (nothing changes for a frozen
+    seed)."""
     reward = reward.astype(jnp.float32)
     done = terminated | truncated
     stored, no_bootstrap = agent_lib.learning_signal(cfg, reward, terminated, truncated)
-    memory = replay.add(s.memory, s.obs, action, stored, final_obs.astype(jnp.float32), no_bootstrap, done,
-                        gamma=cfg.gamma, n_step=cfg.n_step, alpha=cfg.priority_alpha, write=s.active)
+    final_obs = final_obs.astype(jnp.float32)
+    if cfg.algo == "pqn":
+        memory = pqn.store(s.memory, s.obs, action, stored, final_obs, no_bootstrap, done, write=s.active)
+    else:
+        memory = replay.add(s.memory, s.obs, action, stored, final_obs, no_bootstrap, done, gamma=cfg.gamma,
+                            n_step=cfg.n_step, alpha=cfg.priority_alpha, write=s.active)
     # The memory has honoured `active` itself; only what the step moves is selected here.
     env_state, obs, ep_return, ep_length = _select(
         s.active, (env_state, next_obs.astype(jnp.float32), s.ep_return + reward, s.ep_length + 1),
@@ -115,7 +137,8 @@ def observe(cfg: Config, s: SeedState, action: jax.Array, reward: jax.Array, ter
 
 
 def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array, learner: jax.Array) -> SeedState:
-    """`due` replays (each a sampled batch and an optimizer step); seeds that are not `learner` stay as they were."""
+    """DQN: `due` replays (each a sampled batch and an optimizer step); seeds that are not `learner` stay as they
+    were."""
     lr = agent_lib.learning_rate(cfg, t)
     # PER's beta anneals to 1 over the step budget, so the bias correction is complete at the end.
     beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * jnp.minimum(1.0, t / cfg.max_steps)
@@ -136,73 +159,109 @@ def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array,
     return s._replace(agent=agent, memory=memory, key=key, stat_sum=stat_sum, stat_count=stat_count)
 
 
+def learn_rollout(cfg: Config, net: Network, s: SeedState, t: jax.Array, learner: jax.Array) -> SeedState:
+    """PQN: learn from the full rollout and start the next one; seeds that are not `learner` stay as they were."""
+    key, k_update = jax.random.split(s.key)
+    agent, stats = pqn.update(cfg, net, s.agent, s.memory, agent_lib.learning_rate(cfg, t), k_update)
+    learned = s._replace(agent=agent, memory=s.memory._replace(filled=jnp.int32(0)), key=key,
+                         stat_sum=s.stat_sum + jnp.stack([stats["loss"], stats["q"], stats["td"]]),
+                         stat_count=s.stat_count + 1)
+    return _select(learner, learned, s)
+
+
 def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: jax.Array,
                t: jax.Array) -> tuple[SeedState, Record]:
-    """Epsilon for the next step, then the episode that ended (if any): its record, the solve rule, the budgets."""
+    """Epsilon for the next step, then the episodes that ended (if any), in environment order: their records,
+    the solve rule, the budgets. A seed that stops at one of them does not count the episodes after it."""
     if cfg.epsilon_schedule == "linear":
         eps = cfg.epsilon_start + jnp.minimum(1.0, t / cfg.epsilon_decay_steps) * (cfg.epsilon_end - cfg.epsilon_start)
     else:   # the article: decays once per replay, per seed
         eps = jnp.where(updated, jnp.maximum(s.agent.epsilon * cfg.epsilon_decay_rate, cfg.epsilon_end),
                         s.agent.epsilon)
     eps = jnp.where(s.active, eps, s.agent.epsilon).astype(jnp.float32)
-    ended = done & s.active
-    episodes = s.episodes + ended
-    recent = jnp.where(ended, s.recent.at[s.episodes % task.window].set(s.ep_return), s.recent)
-    solved_now = jnp.bool_(False)
-    if task.threshold is not None:
-        # float32 sums of the window can be off by an ulp; a window exactly at the threshold must count.
-        tol = 1e-5 * max(1.0, abs(task.threshold))
-        solved_now = ended & ~s.solved & (episodes >= task.window) & (recent.mean() >= task.threshold - tol)
-    stop = solved_now | (ended & (episodes >= cfg.max_episodes)) | (s.active & (t >= cfg.max_steps))
-    n = jnp.maximum(s.stat_count, 1.0)
-    mean = jnp.where(s.stat_count > 0, s.stat_sum / n, jnp.nan)
-    record = Record(ended, s.ep_return, s.ep_length, eps, mean[0], mean[1], mean[2], solved_now, stop)
-    s = s._replace(agent=s.agent._replace(epsilon=eps), episodes=episodes, recent=recent,
-                   solved=s.solved | solved_now, active=s.active & ~stop,
-                   stopped_at=jnp.where(stop, t, s.stopped_at),
-                   ep_return=jnp.where(ended, 0.0, s.ep_return), ep_length=jnp.where(ended, 0, s.ep_length),
-                   stat_sum=jnp.where(ended, 0.0, s.stat_sum), stat_count=jnp.where(ended, 0.0, s.stat_count))
+    # float32 sums of the window can be off by an ulp; a window exactly at the threshold must count.
+    tol = 0.0 if task.threshold is None else 1e-5 * max(1.0, abs(task.threshold))
+
+    def close(carry, env):
+        episodes, recent, open_, solved = carry
+        ended = done[env] & open_
+        recent = jnp.where(ended, recent.at[episodes % task.window].set(s.ep_return[env]), recent)
+        episodes = episodes + ended
+        solved_now = jnp.bool_(False)
+        if task.threshold is not None:
+            solved_now = ended & ~solved & (episodes >= task.window) & (recent.mean() >= task.threshold - tol)
+        stop = solved_now | (ended & (episodes >= cfg.max_episodes))
+        return (episodes, recent, open_ & ~stop, solved | solved_now), (ended, solved_now)
+
+    (episodes, recent, open_, solved), (ended, solved_now) = jax.lax.scan(
+        close, (s.episodes, s.recent, s.active, s.solved), jnp.arange(done.shape[0]))
+    stop = s.active & (~open_ | (t >= cfg.max_steps))
+    n = jnp.maximum(s.stat_count, 1.0)[:, None]
+    mean = jnp.where(s.stat_count[:, None] > 0, s.stat_sum / n, jnp.nan)
+    record = Record(ended, s.ep_return, s.ep_length, eps, mean[:, 0], mean[:, 1], mean[:, 2], solved_now, stop)
+    reset = done & s.active
+    s = s._replace(agent=s.agent._replace(epsilon=eps), episodes=episodes, recent=recent, solved=solved,
+                   active=s.active & ~stop, stopped_at=jnp.where(stop, t, s.stopped_at),
+                   ep_return=jnp.where(reset, 0.0, s.ep_return), ep_length=jnp.where(reset, 0, s.ep_length),
+                   stat_sum=jnp.where(reset[:, None], 0.0, s.stat_sum),
+                   stat_count=jnp.where(reset, 0.0, s.stat_count))
     return s, record
 
 
 def choose(cfg: Config, net: Network, s: SeedState) -> tuple[SeedState, jax.Array, jax.Array]:
-    """The next action (epsilon-greedy, or noisy) and the key the environment's step may use."""
+    """The next actions [E] (epsilon-greedy, or noisy) and the keys [E] the environments' steps may use."""
     key, k_act, k_env = jax.random.split(s.key, 3)
     action = agent_lib.act(net, s.agent.params, s.obs, s.agent.epsilon, k_act, cfg.noisy)
-    return s._replace(key=key), action, k_env
+    return s._replace(key=key), action, env_keys(k_env, cfg.num_envs)
 
 
 def _tick(cfg: Config, t: jax.Array) -> jax.Array:
-    """The next env step. The clock stops at the step budget, where every seed has frozen: a chunk that runs past
-    it changes nothing, so a resumed run with a larger budget continues from the budget's end."""
-    return jnp.minimum(t + 1, cfg.max_steps)
+    """The clock after the next vector step of E env steps. It stops at the step budget, where every seed has
+    frozen: a chunk that runs past it changes nothing, so a resumed run with a larger budget continues from the
+    budget's end."""
+    return jnp.minimum(t + cfg.num_envs, cfg.max_steps)
 
 
-def _learn_and_close(cfg: Config, net: Network, task: Task, t: jax.Array, states: SeedState,
+def _learn_and_close(cfg: Config, net: Network, task: Task, t_prev: jax.Array, t: jax.Array, states: SeedState,
                      done: jax.Array) -> tuple[SeedState, Record]:
-    """After every seed has observed env step t: the updates due, then epsilon and the episodes that ended."""
-    learners = states.active if cfg.update_on_episode_end else states.active & ~done
-    due = updates_due(cfg, t)
-    states = jax.lax.cond(due > 0, lambda s: jax.vmap(learn, (None, None, 0, None, None, 0))(
-        cfg, net, s, due, t, learners), lambda s: s, states)
-    return jax.vmap(close_step, (None, None, 0, 0, 0, None))(cfg, task, states, done, learners & (due > 0), t)
+    """After every seed has observed the vector step to env step t: the updates due, then epsilon and the
+    episodes that ended. `lax.cond` really skips the learning when none is due."""
+    if cfg.algo == "pqn":
+        learners = states.active & pqn.is_full(states.memory)
+        states = jax.lax.cond(learners.any(), lambda s: jax.vmap(learn_rollout, (None, None, 0, None, 0))(
+            cfg, net, s, t, learners), lambda s: s, states)
+        updated = learners
+    else:
+        learners = states.active if cfg.update_on_episode_end else states.active & ~done.any(axis=-1)
+        due = updates_due(cfg, t_prev, t)
+        states = jax.lax.cond(due > 0, lambda s: jax.vmap(learn, (None, None, 0, None, None, 0))(
+            cfg, net, s, due, t, learners), lambda s: s, states)
+        updated = learners & (due > 0)
+    return jax.vmap(close_step, (None, None, 0, 0, 0, None))(cfg, task, states, done, updated, t)
+
+
+def vector_steps(cfg: Config, env_steps: int) -> int:
+    """Vector steps (E env steps each) that make up a chunk of `env_steps` env steps per seed, at least one."""
+    return max(1, -(-env_steps // cfg.num_envs))
 
 
 def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
-    """`chunk(t, states) -> ((t, states), records)`: `length` env steps of every seed in `states` (a SeedState
-    with a leading seed axis), records [length, K]. Pure; jit it once and call it between the driver's chores."""
+    """`chunk(t, states) -> ((t, states), records)`: `length` vector steps (E env steps each) of every seed in
+    `states` (a SeedState with a leading seed axis), records [length, K, ...]. Pure; jit it once and call it
+    between the driver's chores."""
+    step_envs = jax.vmap(task.env.step, (0, 0, 0, None)) if task.env is not None else None
 
     def env_part(s: SeedState) -> tuple[SeedState, jax.Array]:
         s, action, k_env = choose(cfg, net, s)
-        obs, env_state, reward, terminated, truncated, info = task.env.step(k_env, s.env_state, action, task.params)
+        obs, env_state, reward, terminated, truncated, info = step_envs(k_env, s.env_state, action, task.params)
         s = observe(cfg, s, action, reward, terminated, truncated, info["final_observation"], obs, env_state)
         return s, terminated | truncated
 
     def step(carry, _):
-        t, states = carry
-        t = _tick(cfg, t)
+        t_prev, states = carry
+        t = _tick(cfg, t_prev)
         states, done = jax.vmap(env_part)(states)
-        states, record = _learn_and_close(cfg, net, task, t, states, done)
+        states, record = _learn_and_close(cfg, net, task, t_prev, t, states, done)
         return (t, states), record
 
     def chunk(t: jax.Array, states: SeedState):
@@ -214,33 +273,35 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
 def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
                     step_envs: Callable) -> tuple[Callable, Callable]:
     """For a task without a JAX twin, played by gymnasium on the host: `first(states) -> (states, actions)`, and
-    `chunk(t, states, actions) -> ((t, states, actions), records)`, `length` env steps as one program like
-    `make_chunk`'s. Each step calls `step_envs(actions [K])` on the host (an ordered `io_callback`), which returns
-    numpy (next_obs [K, obs], final_obs [K, obs], reward [K], terminated [K], truncated [K]); everything else runs
-    compiled. The random stream is the in-program chunk's: the same splits in the same order."""
+    `chunk(t, states, actions) -> ((t, states, actions), records)`, `length` vector steps as one program like
+    `make_chunk`'s. Each step calls `step_envs(actions [K * E])` on the host (an ordered `io_callback`; seed k's
+    environments are k * E ... k * E + E - 1), which returns numpy (next_obs, final_obs [K * E, obs], reward,
+    terminated, truncated [K * E]); everything else runs compiled. The random stream is the in-program chunk's:
+    the same splits in the same order."""
 
     def first(states: SeedState) -> tuple[SeedState, jax.Array]:
         states, actions, _ = jax.vmap(choose, (None, None, 0))(cfg, net, states)
         return states, actions
 
-    def host(actions):
-        next_obs, final_obs, reward, terminated, truncated = step_envs(np.asarray(actions))
-        return (next_obs.astype(np.float32), final_obs.astype(np.float32), reward.astype(np.float32),
-                terminated.astype(bool), truncated.astype(bool))
-
     def chunk(t: jax.Array, states: SeedState, actions: jax.Array):
-        k, n = states.obs.shape
-        shapes = (jax.ShapeDtypeStruct((k, n), jnp.float32), jax.ShapeDtypeStruct((k, n), jnp.float32),
-                  jax.ShapeDtypeStruct((k,), jnp.float32), jax.ShapeDtypeStruct((k,), jnp.bool_),
-                  jax.ShapeDtypeStruct((k,), jnp.bool_))
+        k, e, n = states.obs.shape
+
+        def host(actions):
+            out = step_envs(np.asarray(actions).reshape(-1))
+            return tuple(np.asarray(a, dtype).reshape(k, e, *np.shape(a)[1:])
+                         for a, dtype in zip(out, (np.float32, np.float32, np.float32, bool, bool)))
+
+        shapes = (jax.ShapeDtypeStruct((k, e, n), jnp.float32), jax.ShapeDtypeStruct((k, e, n), jnp.float32),
+                  jax.ShapeDtypeStruct((k, e), jnp.float32), jax.ShapeDtypeStruct((k, e), jnp.bool_),
+                  jax.ShapeDtypeStruct((k, e), jnp.bool_))
 
         def step(carry, _):
-            t, states, actions = carry
+            t_prev, states, actions = carry
             next_obs, final_obs, reward, terminated, truncated = io_callback(host, shapes, actions, ordered=True)
-            t = _tick(cfg, t)
+            t = _tick(cfg, t_prev)
             states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
                 cfg, states, actions, reward, terminated, truncated, final_obs, next_obs, states.env_state)
-            states, record = _learn_and_close(cfg, net, task, t, states, terminated | truncated)
+            states, record = _learn_and_close(cfg, net, task, t_prev, t, states, terminated | truncated)
             states, actions = first(states)
             return (t, states, actions), record
 

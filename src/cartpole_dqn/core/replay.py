@@ -19,17 +19,19 @@ import jax.numpy as jnp
 
 
 class Memory(NamedTuple):
-    """One seed's buffer. `reward` is the discounted return of up to n steps from the transition, `next_obs` the
-    state it bootstraps from and `discount` gamma^m for the m steps summed, or 0 where the episode terminated."""
+    """One seed's buffer, written a row of E transitions at a time (one per environment, in order), so environment
+    e's previous transition sits E slots back. `reward` is the discounted return of up to n steps from the
+    transition, `next_obs` the state it bootstraps from and `discount` gamma^m for the m steps summed, or 0 where
+    the episode terminated."""
 
     obs: jax.Array            # [C, obs]
     action: jax.Array         # [C] int32
     reward: jax.Array         # [C]
     next_obs: jax.Array       # [C, obs]
     discount: jax.Array       # [C]
-    pos: jax.Array            # slot the next transition goes to
+    pos: jax.Array            # slot the next row goes to
     size: jax.Array           # transitions held
-    episode_steps: jax.Array  # transitions of the current episode already stored: the ones a new step continues
+    episode_steps: jax.Array  # [E] transitions of each environment's current episode already stored
     tree: jax.Array           # [2 * leaves] priority sums (prioritized), else [0]
     max_priority: jax.Array
 
@@ -50,43 +52,51 @@ def _depth(capacity: int) -> int:
     return max(0, (capacity - 1).bit_length())
 
 
-def init(capacity: int, obs_size: int, prioritized: bool = False) -> Memory:
-    leaves = 1 << _depth(capacity)
-    return Memory(jnp.zeros((capacity, obs_size)), jnp.zeros(capacity, jnp.int32), jnp.zeros(capacity),
-                  jnp.zeros((capacity, obs_size)), jnp.zeros(capacity), jnp.int32(0), jnp.int32(0), jnp.int32(0),
+def capacity(buffer_size: int, num_envs: int) -> int:
+    """Slots of a memory asked to hold `buffer_size` transitions from `num_envs` environments: whole rows."""
+    return max(1, buffer_size // num_envs) * num_envs
+
+
+def init(buffer_size: int, obs_size: int, num_envs: int = 1, prioritized: bool = False) -> Memory:
+    c = capacity(buffer_size, num_envs)
+    leaves = 1 << _depth(c)
+    return Memory(jnp.zeros((c, obs_size)), jnp.zeros(c, jnp.int32), jnp.zeros(c), jnp.zeros((c, obs_size)),
+                  jnp.zeros(c), jnp.int32(0), jnp.int32(0), jnp.zeros(num_envs, jnp.int32),
                   jnp.zeros(2 * leaves if prioritized else 0), jnp.float32(1.0))
 
 
 def add(mem: Memory, obs: jax.Array, action: jax.Array, reward: jax.Array, next_obs: jax.Array,
         terminal: jax.Array, episode_end: jax.Array, *, gamma: float, n_step: int, alpha: float = 0.6,
         write: jax.Array | bool = True) -> Memory:
-    """Store one transition. `terminal`: do not bootstrap from next_obs; `episode_end`: the next transition belongs
-    to another episode (termination or truncation), where n-step returns stop. Nothing changes unless `write`
-    (a seed that has stopped learning keeps its memory as it was)."""
-    capacity = mem.obs.shape[0]
+    """Store one row: a transition [E, ...] of each environment. `terminal`: do not bootstrap from next_obs;
+    `episode_end`: that environment's next transition belongs to another episode (termination or truncation),
+    where n-step returns stop. Nothing changes unless `write` (a seed that has stopped learning keeps its memory
+    as it was)."""
+    c, e = mem.obs.shape[0], mem.episode_steps.shape[0]
     write = jnp.asarray(write)
     keep = 1.0 - terminal.astype(jnp.float32)
-    i = mem.pos
+    row = mem.pos + jnp.arange(e)                           # [E] the slots this row fills
     reward_, next_obs_, discount_ = mem.reward, mem.next_obs, mem.discount
-    back = jnp.arange(1, min(n_step, capacity))                # never round the whole buffer onto slot i
+    back = jnp.arange(1, min(n_step, c // e))               # rows back; never round the whole buffer onto this row
     if back.size:
         powers = jnp.cumprod(jnp.full((n_step,), gamma, jnp.float32))
-        slots = (i - back) % capacity
-        open_ = (back <= mem.episode_steps) & write
-        reward_ = reward_.at[slots].add(jnp.where(open_, powers[:back.size] * reward, 0.0))
-        next_obs_ = next_obs_.at[slots].set(jnp.where(open_[:, None], next_obs, next_obs_[slots]))
-        discount_ = discount_.at[slots].set(jnp.where(open_, powers[1:back.size + 1] * keep, discount_[slots]))
+        slots = (row[:, None] - back * e) % c               # [E, n-1] each environment's own earlier transitions
+        open_ = (back <= mem.episode_steps[:, None]) & write
+        reward_ = reward_.at[slots].add(jnp.where(open_, powers[:back.size] * reward[:, None], 0.0))
+        next_obs_ = next_obs_.at[slots].set(jnp.where(open_[..., None], next_obs[:, None], next_obs_[slots]))
+        discount_ = discount_.at[slots].set(jnp.where(open_, powers[1:back.size + 1] * keep[:, None],
+                                                      discount_[slots]))
 
     def put(array: jax.Array, value: jax.Array) -> jax.Array:
-        return array.at[i].set(jnp.where(write, value, array[i]))
+        return array.at[row].set(jnp.where(write, value, array[row]))
 
     tree = mem.tree
     if tree.size:  # a new transition gets the highest priority seen, so it is replayed at least once
-        tree = _set_priority(tree, i[None], jnp.where(write, mem.max_priority ** alpha, tree[tree.size // 2 + i])[None])
+        tree = _set_priority(tree, row, jnp.where(write, mem.max_priority ** alpha, tree[tree.size // 2 + row]))
     return Memory(put(mem.obs, obs), put(mem.action, action.astype(jnp.int32)), put(reward_, reward),
                   put(next_obs_, next_obs), put(discount_, gamma * keep),
-                  jnp.where(write, (i + 1) % capacity, i), jnp.where(write, jnp.minimum(mem.size + 1, capacity),
-                                                                   mem.size),
+                  jnp.where(write, (mem.pos + e) % c, mem.pos), jnp.where(write, jnp.minimum(mem.size + e, c),
+                                                                        mem.size),
                   jnp.where(write, jnp.where(episode_end, 0, mem.episode_steps + 1), mem.episode_steps),
                   tree, mem.max_priority)
 
