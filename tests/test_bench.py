@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from cartpole_dqn.bench import (COLUMNS, FIGURES, bench_seed_dirs, bootstrap_ci, curves_on_grid, iqm, load_bench,
-                                median, run_bench, statistics, success_rate)
-from cartpole_dqn.config import ConfigError
-from cartpole_dqn.cli import main
+from cartpole_dqn import bench
+from cartpole_dqn.bench import (COLUMNS, FIGURES, bench_seed_dirs, bootstrap_ci, curves_on_grid, default_procs, iqm,
+                                load_bench, median, run_bench, statistics, success_rate)
+from cartpole_dqn.config import ConfigError, preset
+from cartpole_dqn.cli import build_parser, main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +65,7 @@ def test_curves_hold_each_seed_latest_score_on_a_common_grid():
 # ---------------------------------------------------------------------------------------------- the command ---
 def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["bench", "--seeds", "3", "--seed-start", "4", "--max-steps", "400", "--eval-every", "200",
+    code = main(["bench", "--seeds", "3", "--seed", "4", "--procs", "1", "--max-steps", "400", "--eval-every", "200",
                  "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
                  "--set", "final_eval_episodes=3", "--solve-score", "12", "--solve-window", "5", "--out", str(out)])
     assert code == 0
@@ -74,6 +75,7 @@ def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
     with open(out / "bench.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == COLUMNS and [r["seed"] for r in rows] == ["4", "5", "6"]
+    assert not list(out.glob(".*.tmp"))                          # written atomically: no temporary file left
     assert all(r["final_greedy_score"] != "" and r["solved"] in ("True", "False") for r in rows)
     assert all((r["episodes_before_solve"] == "") == (r["solved"] == "False") for r in rows)
     report = json.loads((out / "bench.json").read_text())
@@ -100,14 +102,47 @@ def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
     assert bench_seed_dirs(load_bench(tmp_path / "b")) == [tmp_path / "b" / "runs" / f"seeds-{s}-{s}" for s in (7, 8)]
 
 
+def test_bench_defaults_to_ten_seeds_over_the_machine_cores():
+    args = build_parser().parse_args(["bench"])
+    assert args.seeds == 10 and args.seed is None and args.procs is None
+
+
+@pytest.mark.parametrize("cores,seeds,expected", [(16, 10, 10), (2, 10, 2), (2, 1, 1), (1, 5, 1)])
+def test_default_procs_is_one_per_core_capped_at_the_seeds(monkeypatch, cores, seeds, expected):
+    monkeypatch.setattr(bench, "usable_cores", lambda: cores)
+    assert default_procs(preset("default", seeds=seeds, device="cpu")) == expected
+
+
+def test_default_procs_on_an_accelerator_is_one_process(monkeypatch):
+    import cartpole_dqn.config
+
+    class Gpu:
+        platform = "gpu"
+
+    monkeypatch.setattr(bench, "usable_cores", lambda: 16)
+    monkeypatch.setattr(cartpole_dqn.config, "resolve_device", lambda name: Gpu())
+    assert default_procs(preset("default", seeds=10)) == 1
+
+
+def test_seed_start_is_refused_with_its_replacement(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--seed-start", "4"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--seed-start was replaced by --seed: use --seed 4" in err
+    assert err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "--seed-start" not in capsys.readouterr().out           # hidden: --seed is the one flag
+
+
 def test_a_folder_without_a_finished_bench_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no finished benchmark"):
         load_bench(tmp_path)
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--seeds", "0"], "--seeds 0"),
-    (["--seed-start", "-3"], "--seed-start -3"),
+    (["--seeds", "0"], "seeds=0"),
+    (["--seed", "-3"], "seed=-3"),
     (["--rule", "v9"], "v9"),
     (["--procs", "0"], "--procs 0"),
 ])

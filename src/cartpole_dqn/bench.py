@@ -1,7 +1,8 @@
 """Many-seed benchmark: train N seeds, then report every seed and the statistics METRICS.md asks for over seeds.
 
-`run_bench` trains the seeds (one process on the seed axis, or a few processes each with a slice of the seeds),
-reads every seed's summary and training curve back, and writes:
+`run_bench` trains the seeds (by default one process per core, each training its slice of the seeds on the seed
+axis; one process holding every seed on an accelerator), reads every seed's summary and training curve back, and
+writes (bench.csv and bench.json atomically: a reader sees a whole file or none):
 
 - `bench.csv`: one row per seed (solved, EBS, steps and seconds to solve, final greedy score, eval steps and seconds
   to solve, episodes, env steps, wall seconds);
@@ -194,7 +195,26 @@ def _train_part(cfg: Config, out: Path) -> list[dict]:
     return train(cfg, out, verbose=False).summaries
 
 
-def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_procs(cfg: Config) -> int:
+    """Processes a benchmark uses when none is asked for: one per usable core, at most one per seed, on the CPU
+    (a compiled loop keeps one core busy, so cores add seeds nearly for free); one on an accelerator, which takes
+    every seed on the seed axis of one program (several processes would each claim the device's memory)."""
+    from .config import resolve_device
+
+    if resolve_device(cfg.device).platform != "cpu":
+        return 1
+    return max(1, min(usable_cores(), cfg.seeds))
+
+
+def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads: int = 1,
               verbose: bool = True) -> BenchResult:
     """Train `cfg.seeds` seeds from `cfg.seed`, then write bench.csv, bench.json, curves.png and ebs.png in `out`.
 
@@ -202,15 +222,19 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
         cfg: the configuration of every seed (its `seeds` and `seed` pick the seed list).
         out: the benchmark folder; the training runs go in `out/runs`.
         procs: processes to split the seeds over (each trains its slice on the seed axis); 1 trains every seed
-            in this process.
+            in this process. None (the default): `default_procs(cfg)`, the usable cores on the CPU (at most one per
+            seed), 1 on an accelerator.
         threads: CPU threads per process for the compiled program. One by default: small matrices do not pay
             for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
+    from .checkpoint import write_json
     from .envs import resolve_rule
     from .train import prepare_out
 
-    check_arguments(cfg.seeds, cfg.seed, procs, threads)
+    check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs, threads)
+    if procs is None:
+        procs = default_procs(cfg)
     cfg = dataclasses.replace(cfg, plot_every=0.0, threads=threads)
     cfg, rule = resolve_rule(cfg)
     out = Path(out)
@@ -237,7 +261,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
               "bench_seconds": round(time.perf_counter() - clock, 3),
               "statistics": stats, "per_seed": rows, "config": to_dict(cfg)}
     write_csv(out / "bench.csv", rows)
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "bench.json", report)
     curves = [read_curve(d / "scores.csv", rule.window) for d in dirs]
     plot_curves(out / "curves.png", curves, rule.threshold, f"{cfg.env} - preset {cfg.preset} - "
                 f"{len(seeds)} seeds - rule {rule.name}")
@@ -250,13 +274,15 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int = 1, threads: int = 1,
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    """bench.csv: one row per seed; a figure the run never reached is an empty cell."""
+    """bench.csv (atomically): one row per seed; a figure the run never reached is an empty cell."""
+    from .checkpoint import atomic_write
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in rows:
         w.writerow(["" if r[k] is None else r[k] for k in COLUMNS])
-    path.write_text(buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def read_curve(path: Path, window: int) -> tuple[np.ndarray, np.ndarray]:

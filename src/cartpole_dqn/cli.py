@@ -67,7 +67,8 @@ def _settings_epilog() -> str:
     return "\n".join(lines)
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, seeds: int = 1) -> None:
+    """The flags every training command shares; `seeds` is the command's default number of seeds (its help)."""
     p.add_argument("--env", help="gymnasium environment id (default CartPole-v1; Discrete actions, flat Box obs)")
     p.add_argument("--rule", help="solve rule: article (CartPole-v1, 195), v0 (CartPole-v0, 195), v1 (CartPole-v1, "
                                   "475); default: article for classic on CartPole-v1, else the env's threshold")
@@ -75,7 +76,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solve-window", type=int, metavar="N", help="episodes averaged by the solve rule (default 100)")
     p.add_argument("--preset", help=f"hyperparameter preset: {', '.join(PRESETS)} (default: default)")
     p.add_argument("--seed", type=int, metavar="N", help="first seed (default 0)")
-    p.add_argument("--seeds", type=int, metavar="K", help="train K independent agents at once (default 1)")
+    p.add_argument("--seeds", type=int, metavar="K", help=f"train K independent agents at once (default {seeds})")
     p.add_argument("--max-episodes", type=int, metavar="N", help="episode budget per seed (default 2000)")
     p.add_argument("--max-steps", type=int, metavar="N", help="env-step budget per seed (default 300000)")
     p.add_argument("--eval-every", type=int, metavar="N",
@@ -230,8 +231,8 @@ def _add_agent_commands(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    check_bench_arguments(args.seeds, args.seed, args.procs, args.threads)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args)    # checks --seed and --seeds as train does
+    check_bench_arguments(cfg.seeds, cfg.seed, 1 if args.procs is None else args.procs, args.threads)
     with _importing():
         from .bench import run_bench
 
@@ -241,19 +242,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Replaced(argparse.Action):
+    """A flag that was renamed: using it is a one-line usage error that names its replacement."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str = "", **kwargs: Any) -> None:
+        self.replacement = replacement
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string} was replaced by {self.replacement}: use {self.replacement} {values}")
+
+
+BENCH_SEEDS = 10
+
+
 def _add_bench_command(sub: Any) -> None:
     p = sub.add_parser("bench", help="train many seeds and report every seed, the median, the IQM and its 95%% CI",
-                       description="Train --seeds seeds from --seed-start, evaluate each final agent greedily, "
-                                   "write bench.csv, bench.json, curves.png and ebs.png in --out and print a table.",
+                       description=f"Train --seeds seeds (default {BENCH_SEEDS}) from --seed, split over --procs "
+                                   "processes, evaluate each final agent greedily, write bench.csv, bench.json, "
+                                   "curves.png and ebs.png in --out and print a table.",
                        epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_run_options(p)
-    p.add_argument("--seed-start", type=int, dest="seed", metavar="S", help="first seed (default 0)")
-    p.add_argument("--procs", type=int, default=1, metavar="N",
-                   help="processes to split the seeds over (default 1: every seed on the seed axis of one process)")
+    _add_run_options(p, seeds=BENCH_SEEDS)
+    p.add_argument("--seed-start", action=_Replaced, replacement="--seed", metavar="S")
+    p.add_argument("--procs", type=int, metavar="N",
+                   help="processes to split the seeds over, each training its share on the seed axis (default: "
+                        "this machine's cores, at most --seeds; 1 on a GPU; 1 = every seed in one process)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads per process (default 1: measured fastest on small networks)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/bench-<env>-<preset>-...)")
-    p.set_defaults(func=cmd_bench, seeds=20, seed=0)
+    p.set_defaults(func=cmd_bench, seeds=BENCH_SEEDS)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -297,7 +315,7 @@ def _add_tune_command(sub: Any) -> None:
                                    "by default; workers on many machines share one with --storage "
                                    "postgresql://... . Settings given with --set or --config are held fixed.",
                        epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_run_options(p)
+    _add_run_options(p, seeds=3)
     p.add_argument("--trials", type=int, metavar="N", help="trials this command adds (shared among --jobs)")
     p.add_argument("--budget-steps", type=int, default=100_000, metavar="B",
                    help="env steps per seed per trial (default 100000)")
