@@ -55,8 +55,8 @@ def main() -> None:
           f"jax {jax.__version__} on {jax.default_backend()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '(unset)')}")
     start = time.perf_counter()
     states = jax.vmap(lambda s: loop.init_seed(cfg, net, task, s))(jnp.asarray(seeds))
-    chunk = jax.jit(loop.make_chunk(cfg, net, task, args.chunk)).lower(jnp.int32(0),
-                                                                                         states).compile()
+    chunk = jax.jit(loop.make_chunk(cfg, net, task, args.chunk)).lower(jnp.int32(0), states,
+                                                                       jnp.int32(args.chunk)).compile()
     compile_s = time.perf_counter() - start
     t = jnp.int32(0)
     returns = [[] for _ in seeds]
@@ -64,13 +64,13 @@ def main() -> None:
     solved_at: list[int | None] = [None] * len(seeds)
     while bool(states.active.any()):
         t0 = int(t)
-        (t, states), rec = chunk(t, states)
+        (t, states), rec = chunk(t, states, jnp.int32(args.chunk))
         rec = jax.device_get(rec)
         for i in range(len(seeds)):
-            for j in np.flatnonzero(rec.ended[:, i]):
-                returns[i].append(float(rec.ret[j, i]))
-                steps[i].append(t0 + j + 1)
-                if rec.solved[j, i]:
+            for j, e in np.argwhere(rec.ended[:, i]):       # vector step, environment
+                returns[i].append(float(rec.ret[j, i, e]))
+                steps[i].append(t0 + (j + 1) * cfg.num_envs)
+                if rec.solved[j, i, e]:
                     solved_at[i] = len(returns[i]) - 1
     wall = time.perf_counter() - start
     print(f"{'seed':>6} | {'solved':>6} | {'EBS':>6} | {'steps to solve':>14} | {'episodes':>8}")

@@ -10,7 +10,7 @@ the figures do not depend on what else holds the other cores.
 Each measurement trains the `default` preset (`hidden` from `--hidden`, evaluation off, `learning_starts` 500,
 replay ratio 1) on gymnax's CartPole-v1 inside the program, with a solve threshold no run can reach (1e9) so every
 seed runs the same fixed per-seed budget of `--steps` env steps. The loop is `core.loop.make_chunk` with chunks of
-2000 env steps. Compiling (`jax.jit(chunk).lower(t, states).compile()`, the persistent compilation cache off, so
+2000 env steps. Compiling (`jax.jit(chunk).lower(t, states, jnp.int32(CHUNK)).compile()`, the persistent compilation cache off, so
 cold) is timed on its own; the timed part is then steps / 2000 calls of the compiled chunk from fresh seed states,
 blocked on with `jax.block_until_ready`. Env steps/s counts all seeds together; each figure is the median of
 `--repeats` runs, interleaved over K so drift hits every K alike.
@@ -63,7 +63,7 @@ def setup(hidden: tuple[int, ...], steps: int, k: int):
 
     t, states = fresh()
     start = time.perf_counter()
-    compiled = jax.jit(loop.make_chunk(cfg, net, task, CHUNK)).lower(t, states).compile()
+    compiled = jax.jit(loop.make_chunk(cfg, net, task, CHUNK)).lower(t, states, jnp.int32(CHUNK)).compile()
     return compiled, fresh, time.perf_counter() - start
 
 
@@ -74,7 +74,7 @@ def run_once(compiled, fresh, steps: int) -> float:
     t, states = fresh()
     start = time.perf_counter()
     for _ in range(steps // CHUNK):
-        (t, states), records = compiled(t, states)
+        (t, states), records = compiled(t, states, jnp.int32(CHUNK))
     jax.block_until_ready((t, states, records))
     return time.perf_counter() - start
 
@@ -101,7 +101,7 @@ def main() -> None:
           f"{jax.default_backend()}; python {platform.python_version()}")
     print(f"# XLA_FLAGS: {flags!r}" + ("" if flags and "intra_op_parallelism_threads=1" in flags else
                                        f"  (recommended, to pin one thread: XLA_FLAGS=\"{RECOMMENDED_XLA_FLAGS}\")"))
-    print("# compile: jax.jit(chunk).lower(t, states).compile(), persistent cache off (cold), timed apart; "
+    print("# compile: jax.jit(chunk).lower(t, states, jnp.int32(CHUNK)).compile(), persistent cache off (cold), timed apart; "
           "the timed runs exclude it")
 
     results: dict[tuple[int, ...], dict[int, tuple[float, list[float]]]] = {}

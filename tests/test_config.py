@@ -130,9 +130,10 @@ def test_noisy_keeps_a_presets_epsilon_and_an_explicit_zero():
 
 def test_switches_compose_in_every_preset():
     for name in PRESETS:
-        c = preset(name, n_step=3, prioritized=True, dueling=True, noisy=True, epsilon_start=0.0, epsilon_end=0.0,
-                   replacement=True)
-        assert c.n_step == 3 and c.prioritized and c.dueling and c.noisy
+        replay = {} if PRESETS[name].get("algo") == "pqn" else dict(n_step=3, prioritized=True, replacement=True)
+        c = preset(name, dueling=True, noisy=True, epsilon_start=0.0, epsilon_end=0.0, num_envs=4, **replay)
+        assert c.dueling and c.noisy and c.num_envs == 4
+        assert all(getattr(c, key) == value for key, value in replay.items())
 
 
 def test_device_names_are_checked_and_cuda_without_cuda_is_refused():

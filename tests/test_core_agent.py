@@ -22,8 +22,8 @@ def _batch(reward, done, next_state, gamma):
     """One-step transitions through the replay memory, which folds gamma and termination into `discount`."""
     mem = replay.init(10, 1)
     for r, d, s in zip(reward, done, next_state):
-        mem = replay.add(mem, jnp.zeros(1), jnp.int32(0), jnp.float32(r), jnp.array([float(s)]), jnp.bool_(d),
-                         jnp.bool_(d), gamma=gamma, n_step=1)
+        mem = replay.add(mem, jnp.zeros((1, 1)), jnp.zeros(1, jnp.int32), jnp.float32(r)[None],
+                         jnp.array([[float(s)]]), jnp.bool_(d)[None], jnp.bool_(d)[None], gamma=gamma, n_step=1)
     return replay.batch_at(mem, jnp.arange(len(reward)))
 
 
@@ -150,7 +150,7 @@ def _small(name, **overrides):
 
 def _seeds(cfg, net, n, fill=True):
     """n seeds' states (seed numbers 0..n-1) with their memories full of random transitions."""
-    states = jax.jit(jax.vmap(lambda s: loop.init_seed(cfg, net, HOST, s, jnp.zeros(net.obs_size))))(jnp.arange(n))
+    states = jax.jit(jax.vmap(lambda s: loop.init_seed(cfg, net, HOST, s, jnp.zeros((1, net.obs_size)))))(jnp.arange(n))
     if not fill:
         return states
     c, rng = cfg.buffer_size, np.random.default_rng(99)
@@ -167,7 +167,7 @@ def _seeds(cfg, net, n, fill=True):
 
 def _close(cfg, states, updated, t):
     """loop.close_step for every seed at env step t, no episode ending: the epsilon of the next step."""
-    done = jnp.zeros(updated.shape, bool)
+    done = jnp.zeros((*updated.shape, cfg.num_envs), bool)
     return jax.vmap(loop.close_step, (None, None, 0, 0, 0, None))(cfg, HOST, states, done, updated, jnp.int32(t))[0]
 
 

@@ -28,7 +28,7 @@ def run(cfg, seeds, chunks, length=200, threshold=None, window=100):
     chunk = jax.jit(loop.make_chunk(cfg, net, task, length))
     t, records = jnp.int32(0), []
     for _ in range(chunks):
-        (t, states), rec = chunk(t, states)
+        (t, states), rec = chunk(t, states, length)
         records.append(jax.device_get(rec))
     records = jax.tree.map(lambda *r: np.concatenate(r), *records)
     if cfg.num_envs == 1:
@@ -67,7 +67,7 @@ def test_a_seed_freezes_at_the_episode_that_solves():
     cfg = tiny()
     task = loop.Task(ENV, PARAMS, 15.0, 3)
     net = Network(4, 2, cfg.hidden)
-    (_, after), more = jax.jit(loop.make_chunk(cfg, net, task, 50))(jnp.int32(600), states)
+    (_, after), more = jax.jit(loop.make_chunk(cfg, net, task, 50))(jnp.int32(600), states, 50)
     assert not np.asarray(more.ended).any()
     for a, b in zip(jax.tree.leaves(states.agent), jax.tree.leaves(after.agent)):
         np.testing.assert_array_equal(a, b)

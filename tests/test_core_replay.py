@@ -11,36 +11,46 @@ from cartpole_dqn.core import replay
 def _add(mem, t, reward, terminal, end, **kw):
     kw = {"gamma": 0.9, "n_step": 1, **kw}
     t = jnp.float32(t)
-    return replay.add(mem, t[None], jnp.int32(0), jnp.float32(reward), (t + 1.0)[None],
-                      jnp.bool_(terminal), jnp.bool_(end), **kw)
+    return replay.add(mem, t.reshape(1, 1), jnp.zeros(1, jnp.int32), jnp.float32(reward)[None],
+                      (t + 1.0).reshape(1, 1), jnp.bool_(terminal)[None], jnp.bool_(end)[None], **kw)
 
 
-def test_n_step_fields_equal_a_direct_computation_on_random_episodes():
-    """Random rewards, terminations and cut-offs, a memory that wraps: every slot holds what summing the stored
-    steps by hand gives."""
-    capacity, n, gamma, steps = 16, 4, 0.9, 45
+@pytest.mark.parametrize("envs", [1, 3])
+def test_n_step_fields_equal_a_direct_computation_on_random_episodes(envs):
+    """Random rewards, terminations and cut-offs in each of E environments, a memory that wraps: every slot holds
+    what summing that environment's stored steps by hand gives."""
+    rows, n, gamma, steps = 16, 4, 0.9, 45
     rng = np.random.default_rng(3)
-    reward = rng.normal(size=steps).astype(np.float32)
-    end = rng.random(steps) < 0.15
-    terminal = end & (rng.random(steps) < 0.5)
-    mem = replay.init(capacity, 1)
-    add = jax.jit(lambda m, t, r, te, e: _add(m, t, r, te, e, gamma=gamma, n_step=n))
+    reward = rng.normal(size=(steps, envs)).astype(np.float32)
+    end = rng.random((steps, envs)) < 0.15
+    terminal = end & (rng.random((steps, envs)) < 0.5)
+    mem = replay.init(rows * envs + envs - 1, 2, num_envs=envs)        # rounded down to whole rows
+    assert mem.obs.shape[0] == rows * envs
+    ids = jnp.arange(envs, dtype=jnp.float32)
+
+    @jax.jit
+    def add(m, t, r, te, e):
+        obs = jnp.stack([jnp.full(envs, t, jnp.float32), ids], axis=1)
+        return replay.add(m, obs, jnp.zeros(envs, jnp.int32), r, obs.at[:, 0].add(1.0), te, e, gamma=gamma,
+                          n_step=n)
+
     for t in range(steps):
         mem = add(mem, t, reward[t], terminal[t], end[t])
-    for slot in range(capacity):
-        t = steps - capacity + (slot - steps) % capacity          # the step this slot holds
+    for slot in range(rows * envs):
+        row, e = divmod(slot, envs)
+        t = steps - rows + (row - steps) % rows                # the step this slot holds
         ret, m = 0.0, 0
         while m < n and t + m < steps:
-            ret += gamma ** m * float(reward[t + m])
+            ret += gamma ** m * float(reward[t + m, e])
             m += 1
-            if end[t + m - 1]:
+            if end[t + m - 1, e]:
                 break
         last = t + m - 1
-        assert float(mem.obs[slot, 0]) == t
+        assert mem.obs[slot].tolist() == [t, e]
         assert float(mem.reward[slot]) == pytest.approx(ret, rel=1e-5, abs=1e-6)
-        assert float(mem.next_obs[slot, 0]) == last + 1
-        assert float(mem.discount[slot]) == pytest.approx(0.0 if terminal[last] else gamma ** m, rel=1e-6)
-    assert int(mem.size) == capacity and int(mem.pos) == steps % capacity
+        assert mem.next_obs[slot].tolist() == [last + 1, e]
+        assert float(mem.discount[slot]) == pytest.approx(0.0 if terminal[last, e] else gamma ** m, rel=1e-6)
+    assert int(mem.size) == rows * envs and int(mem.pos) == (steps % rows) * envs
 
 
 def test_n_step_stops_at_the_newest_transition():
@@ -98,8 +108,8 @@ def test_samples_are_per_seed_and_consistent():
         mem = replay.init(50, 2)
         for t in range(50):
             obs = jnp.array([1000.0 * seed + t, t])
-            mem = replay.add(mem, obs, jnp.int32(t % 2), jnp.float32(t), obs + 0.5, jnp.bool_(False),
-                             jnp.bool_(False), gamma=0.9, n_step=1)
+            mem = replay.add(mem, obs[None], jnp.int32(t % 2)[None], jnp.float32(t)[None], obs[None] + 0.5,
+                             jnp.zeros(1, bool), jnp.zeros(1, bool), gamma=0.9, n_step=1)
         return mem
 
     mems = jax.tree.map(lambda *m: jnp.stack(m), *[memory(s) for s in range(3)])

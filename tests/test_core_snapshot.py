@@ -1,5 +1,7 @@
 """Training states to named arrays and back: exact, checked, and resuming from them continues the same run."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,7 +23,7 @@ def _fresh():
 
 
 def test_a_state_goes_through_safetensors_and_back_exactly():
-    chunk = jax.jit(loop.make_chunk(CFG, NET, TASK, 100))
+    chunk = jax.jit(functools.partial(loop.make_chunk(CFG, NET, TASK, 100), n=100))
     (_, states), _ = chunk(jnp.int32(0), _fresh())
     arrays = snapshot.to_arrays(states)
     assert "agent.params['layer0']['weight']" in arrays and "memory.tree" in arrays
@@ -31,7 +33,7 @@ def test_a_state_goes_through_safetensors_and_back_exactly():
 
 
 def test_stopping_between_chunks_and_restoring_continues_the_same_run():
-    chunk = jax.jit(loop.make_chunk(CFG, NET, TASK, 100))
+    chunk = jax.jit(functools.partial(loop.make_chunk(CFG, NET, TASK, 100), n=100))
     (t, straight), _ = chunk(*chunk(jnp.int32(0), _fresh())[0])
     (t1, half), _ = chunk(jnp.int32(0), _fresh())
     restored = snapshot.from_arrays(_fresh(), load(save(snapshot.to_arrays(half))))

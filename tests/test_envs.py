@@ -45,7 +45,7 @@ def test_unsupported_environments_are_refused_with_the_reason():
 
 
 def test_step_envs_returns_the_true_final_observation_of_a_truncated_episode():
-    envs = make_envs("CartPole-v1", [0, 1])
+    envs = make_envs("CartPole-v1", 2)
     obs, _ = envs.reset(seed=[0, 1])
     for e in envs.envs:
         e.unwrapped.steps_beyond_terminated = None

@@ -141,8 +141,8 @@ def test_a_resume_that_restarts_the_episodes_cuts_their_n_step_returns(tmp_path,
     assert train(cfg, tmp_path / "cut", verbose=False).interrupted
     monkeypatch.setattr(train_module, "env_state_exact", lambda env: False)
     run = train_module.Run.resume(tmp_path / "cut", verbose=False)
-    assert np.asarray(run.states.memory.episode_steps).tolist() == [0]
-    assert np.asarray(run.states.ep_length).tolist() == [0] and run.host_actions is None
+    assert np.asarray(run.states.memory.episode_steps).ravel().tolist() == [0]
+    assert np.asarray(run.states.ep_length).ravel().tolist() == [0] and run.host_actions is None
     monkeypatch.setattr(train_module, "env_state_exact", lambda env: True)
     result = resume(tmp_path / "cut", verbose=False)
     assert result.summaries[0]["env_steps"] == 900
@@ -169,7 +169,7 @@ def test_a_host_seed_woken_by_a_larger_budget_starts_from_its_environment_as_it_
     train(tiny(seeds=2, max_episodes=5, max_steps=5000), tmp_path / "h", verbose=False)
     run = train_module.Run.resume(tmp_path / "h", max_episodes=8, verbose=False)
     for i, env in enumerate(run.envs.envs):
-        np.testing.assert_allclose(np.asarray(run.states.obs[i]), env.unwrapped.state, rtol=1e-6)
-    assert np.asarray(run.states.ep_length).tolist() == [0, 0]
+        np.testing.assert_allclose(np.asarray(run.states.obs[i, 0]), env.unwrapped.state, rtol=1e-6)
+    assert np.asarray(run.states.ep_length).ravel().tolist() == [0, 0]
     result = resume(tmp_path / "h", max_episodes=8, verbose=False)
     assert [s["episodes"] for s in result.summaries] == [8, 8]

@@ -149,6 +149,9 @@ class Config:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    # Fewest env steps per solve, for a user whose environment is expensive: Double DQN with 5-step returns,
+    # one update per env step, one environment (the default until 2026-12-04).
+    "sample-efficient": {},
     # PQN (Gallici et al., 2024) as rejax and purejaxql run it on CartPole: 16 environments, rollouts of 128 steps,
     # Q(lambda) targets with lambda 0.9, a 64x64 network with LayerNorm, no replay memory, no target network.
     "pqn": dict(

@@ -12,6 +12,7 @@ describe the agent at that moment.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import signal
 import sys
@@ -179,12 +180,21 @@ class Board:
 Report = Callable[[int, np.ndarray], bool]
 
 
-def chunk_steps(cfg: Config, report_every: int = 0) -> int:
-    """Vector steps per chunk: CHUNK_STEPS env steps per seed, fewer when evaluations or reports come more often
-    or the budget is smaller, in whole vector steps of `num_envs` env steps. Evaluations and reports happen at the
-    end of the first chunk at or past each multiple of their interval."""
-    n = min([CHUNK_STEPS, cfg.max_steps] + [every for every in (cfg.eval_every, report_every) if every])
-    return loop.vector_steps(cfg, n)
+def chunk_steps(cfg: Config) -> int:
+    """Vector steps of the compiled chunk: CHUNK_STEPS env steps per seed (fewer if the budget is smaller), in
+    whole vector steps of `num_envs` env steps. A call may run fewer (`steps_until`)."""
+    return loop.vector_steps(cfg, min(CHUNK_STEPS, cfg.max_steps))
+
+
+def steps_until(cfg: Config, t: int, length: int, *intervals: int) -> int:
+    """Vector steps of the next chunk from env step t: the compiled length, or fewer so that the chunk ends at
+    the first vector step at or past the next multiple of each interval (evaluations, the tuner's reports).
+    Boundaries fall on the interval's grid whatever the chunk history, so a resumed run meets them too."""
+    n = length
+    for every in intervals:
+        if every:
+            n = min(n, loop.vector_steps(cfg, (t // every + 1) * every - t))
+    return n
 
 
 def _crossed(every: int, before: int, now: int) -> bool:
@@ -200,21 +210,60 @@ def network(cfg: Config, space: Any, n_actions: int) -> Network:
 
 
 class _InProgram:
-    """Steps a task with a JAX twin: each chunk is one call of the compiled program."""
+    """Steps a task with a JAX twin: each chunk is one call of the compiled program.
+
+    Seeds that have stopped cost (nearly) nothing: once half of the seeds in the program have stopped, the
+    program is halved and runs only active ones (a gather before each chunk and a scatter after, padded with a
+    stopped seed, so that only K, K/2, K/4, ... are ever compiled). A stopped seed's state does not change, so
+    this changes no result, only the time."""
 
     def __init__(self, cfg: Config, net: Network, task: loop.Task, length: int):
         self.program = jax.jit(loop.make_chunk(cfg, net, task, length), donate_argnums=1)
-        self.compiled: Any = None
+        self.compiled: dict[int, Any] = {}
+        self.compile_seconds = 0.0
+        self.size = cfg.seeds
 
-    def prepare(self, t: int, states: loop.SeedState) -> tuple[loop.SeedState, float]:
-        """Compile the chunk for these shapes; returns (states, seconds spent compiling)."""
-        started = time.perf_counter()
-        self.compiled = self.program.lower(jnp.int32(t), states).compile()
-        return states, time.perf_counter() - started
+    def _compiled(self, t: int, states: loop.SeedState) -> Any:
+        k = int(states.active.shape[0])
+        if k not in self.compiled:
+            started = time.perf_counter()
+            self.compiled[k] = self.program.lower(jnp.int32(t), states, jnp.int32(0)).compile()
+            self.compile_seconds += time.perf_counter() - started
+        return self.compiled[k]
 
-    def run(self, t: int, states: loop.SeedState) -> tuple[int, loop.SeedState, loop.Record]:
-        (t_next, states), records = self.compiled(jnp.int32(t), states)
-        return int(t_next), states, jax.device_get(records)
+    def prepare(self, t: int, states: loop.SeedState) -> loop.SeedState:
+        """Compile the chunk for these shapes (the seconds go to `compile_seconds`)."""
+        self._compiled(t, states)
+        return states
+
+    def run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
+        active = np.flatnonzero(np.asarray(states.active))
+        while len(active) and len(active) <= self.size // 2:
+            self.size //= 2
+        if self.size == states.active.shape[0]:
+            (t_next, states), records = self._compiled(t, states)(jnp.int32(t), states, jnp.int32(n))
+            return int(t_next), states, jax.tree.map(lambda r: r[:n], jax.device_get(records))
+        stopped = np.flatnonzero(~np.asarray(states.active))
+        idx = np.concatenate([active, np.full(self.size - len(active), stopped[0])])
+        part = _gather(states, jnp.asarray(idx))
+        (t_next, part), part_records = self._compiled(t, part)(jnp.int32(t), part, jnp.int32(n))
+        states = _scatter(states, jnp.asarray(idx), part)
+        part_records = jax.tree.map(lambda r: r[:n], jax.device_get(part_records))
+        records = jax.tree.map(lambda r: np.zeros((n, len(states.active), *r.shape[2:]), r.dtype),
+                               part_records)
+        for full, piece in zip(records, part_records):
+            full[:, idx] = piece
+        return int(t_next), states, records
+
+
+@jax.jit
+def _gather(states: loop.SeedState, idx: jax.Array) -> loop.SeedState:
+    return jax.tree.map(lambda a: a[idx], states)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _scatter(states: loop.SeedState, idx: jax.Array, part: loop.SeedState) -> loop.SeedState:
+    return jax.tree.map(lambda a, p: a.at[idx].set(p), states, part)
 
 
 class _OnHost:
@@ -227,18 +276,21 @@ class _OnHost:
         self.program = jax.jit(chunk, donate_argnums=1)
         self.actions: jax.Array | None = None      # chosen for the next env step (part of a checkpoint)
         self.compiled: Any = None
+        self.compile_seconds = 0.0
 
-    def prepare(self, t: int, states: loop.SeedState) -> tuple[loop.SeedState, float]:
-        """The first actions (unless a checkpoint held them), and the chunk compiled; returns (states, seconds)."""
+    def prepare(self, t: int, states: loop.SeedState) -> loop.SeedState:
+        """The first actions (unless a checkpoint held them), and the chunk compiled (the seconds go to
+        `compile_seconds`)."""
         started = time.perf_counter()
         if self.actions is None:
             states, self.actions = self.first(states)
-        self.compiled = self.program.lower(jnp.int32(t), states, self.actions).compile()
-        return states, time.perf_counter() - started
+        self.compiled = self.program.lower(jnp.int32(t), states, self.actions, jnp.int32(0)).compile()
+        self.compile_seconds += time.perf_counter() - started
+        return states
 
-    def run(self, t: int, states: loop.SeedState) -> tuple[int, loop.SeedState, loop.Record]:
-        (t_next, states, self.actions), records = self.compiled(jnp.int32(t), states, self.actions)
-        return int(t_next), states, jax.device_get(records)
+    def run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
+        (t_next, states, self.actions), records = self.compiled(jnp.int32(t), states, self.actions, jnp.int32(n))
+        return int(t_next), states, jax.tree.map(lambda r: r[:n], jax.device_get(records))
 
 
 class Run:
@@ -410,7 +462,8 @@ class Run:
     def loop(self, verbose: bool) -> bool:
         """Train until every seed has stopped or a stop is requested; True if interrupted (Ctrl-C, SIGTERM)."""
         cfg, k = self.cfg, self.cfg.seeds
-        length = chunk_steps(cfg, self.report_every if self.report is not None else 0)
+        length = chunk_steps(cfg)
+        report_every = self.report_every if self.report is not None else 0
         progress = Progress(cfg.max_steps, verbose)
         progress.shown = self.t
         next_plot, plot_turn = cfg.plot_every, 0
@@ -418,16 +471,18 @@ class Run:
         self._start = start = time.perf_counter() - self.wall
         with _stop_on_signals() as stop:
             stepper = self._stepper(length)
-            self.states, seconds = stepper.prepare(self.t, self.states)
-            self.compile_seconds += seconds
+            self.states = stepper.prepare(self.t, self.states)
+            compiled_before = self.compile_seconds
             active = np.asarray(self.states.active)
             while active.any():
                 if stop.requested:
                     interrupted = True
                     break
                 before, t0 = time.perf_counter() - start, self.t
-                self.t, self.states, records = stepper.run(self.t, self.states)
+                n = steps_until(cfg, self.t, length, cfg.eval_every, report_every)
+                self.t, self.states, records = stepper.run(self.t, self.states, n)
                 now = time.perf_counter() - start
+                self.compile_seconds = compiled_before + stepper.compile_seconds
                 save_due = self._log(records, t0, before, now, progress if verbose else None)
                 active = np.asarray(self.states.active)
                 if _crossed(cfg.eval_every, t0, self.t):
@@ -444,10 +499,11 @@ class Run:
                     self.logs[plot_turn % k].plot(_title(cfg, cfg.seed_list[plot_turn % k]))
                     plot_turn += 1
                     next_plot = now + cfg.plot_every
-                if self.report is not None and _crossed(self.report_every, t0, self.t) and \
+                if self.report is not None and _crossed(report_every, t0, self.t) and \
                         self.report(self.t, self.rolling_means()):
                     stop.requested = True
             progress.close()
+            self.compile_seconds = compiled_before + stepper.compile_seconds
             self.wall = time.perf_counter() - start
             self.stopped_wall[active] = self.wall
             self._start = None

@@ -245,10 +245,21 @@ def vector_steps(cfg: Config, env_steps: int) -> int:
     return max(1, -(-env_steps // cfg.num_envs))
 
 
+def _first_n(step: Callable) -> Callable:
+    """`step` for the scan's first `n` iterations, then nothing: a compiled chunk of `length` steps runs any
+    shorter stretch (to the next evaluation, say) without another program. Skipped steps record nothing."""
+
+    def masked(carry, j, n):
+        empty = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lambda c: step(c, None)[1], carry))
+        return jax.lax.cond(j < n, lambda c: step(c, None), lambda c: (c, empty), carry)
+
+    return masked
+
+
 def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
-    """`chunk(t, states) -> ((t, states), records)`: `length` vector steps (E env steps each) of every seed in
-    `states` (a SeedState with a leading seed axis), records [length, K, ...]. Pure; jit it once and call it
-    between the driver's chores."""
+    """`chunk(t, states, n) -> ((t, states), records)`: n <= `length` vector steps (E env steps each) of every
+    seed in `states` (a SeedState with a leading seed axis), records [length, K, ...] (the first n filled). Pure;
+    jit it once and call it between the driver's chores."""
     step_envs = jax.vmap(task.env.step, (0, 0, 0, None)) if task.env is not None else None
 
     def env_part(s: SeedState) -> tuple[SeedState, jax.Array]:
@@ -264,8 +275,9 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
         states, record = _learn_and_close(cfg, net, task, t_prev, t, states, done)
         return (t, states), record
 
-    def chunk(t: jax.Array, states: SeedState):
-        return jax.lax.scan(step, (t, states), None, length=length)
+    def chunk(t: jax.Array, states: SeedState, n: jax.Array):
+        masked = _first_n(step)
+        return jax.lax.scan(lambda c, j: masked(c, j, n), (t, states), jnp.arange(length))
 
     return chunk
 
@@ -273,8 +285,8 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
 def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
                     step_envs: Callable) -> tuple[Callable, Callable]:
     """For a task without a JAX twin, played by gymnasium on the host: `first(states) -> (states, actions)`, and
-    `chunk(t, states, actions) -> ((t, states, actions), records)`, `length` vector steps as one program like
-    `make_chunk`'s. Each step calls `step_envs(actions [K * E])` on the host (an ordered `io_callback`; seed k's
+    `chunk(t, states, actions, n) -> ((t, states, actions), records)`, n <= `length` vector steps as one program
+    like `make_chunk`'s. Each step calls `step_envs(actions [K * E])` on the host (an ordered `io_callback`; seed k's
     environments are k * E ... k * E + E - 1), which returns numpy (next_obs, final_obs [K * E, obs], reward,
     terminated, truncated [K * E]); everything else runs compiled. The random stream is the in-program chunk's:
     the same splits in the same order."""
@@ -283,7 +295,7 @@ def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
         states, actions, _ = jax.vmap(choose, (None, None, 0))(cfg, net, states)
         return states, actions
 
-    def chunk(t: jax.Array, states: SeedState, actions: jax.Array):
+    def chunk(t: jax.Array, states: SeedState, actions: jax.Array, steps: jax.Array):
         k, e, n = states.obs.shape
 
         def host(actions):
@@ -305,6 +317,7 @@ def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
             states, actions = first(states)
             return (t, states, actions), record
 
-        return jax.lax.scan(step, (t, states, actions), None, length=length)
+        masked = _first_n(step)
+        return jax.lax.scan(lambda c, j: masked(c, j, steps), (t, states, actions), jnp.arange(length))
 
     return first, chunk
