@@ -108,3 +108,38 @@ def test_every_switch_trains(name, overrides):
     if name == "classic":      # epsilon decays once per replay, from 1
         eps = rec.epsilon[rec.ended[:, 0], 0]
         assert eps[-1] < 1.0 and np.all(np.diff(eps) <= 0)
+
+
+def test_parallel_environments_are_one_seed_with_its_episodes_in_order():
+    """E environments per seed: the clock counts all their steps, every finished episode is counted once, in
+    the order environments finish, and seed 1's run does not depend on seed 0 beside it."""
+    cfg = tiny(num_envs=4)
+    many, states = run(cfg, [0, 1], 1, length=100)
+    alone, _ = run(cfg, [1], 1, length=100)
+    assert many.ended.shape == (100, 2, 4) and many.epsilon.shape == (100, 2)
+    assert np.asarray(states.episodes).tolist() == many.ended.sum(axis=(0, 2)).tolist()
+    assert many.ended[:, 0].sum() >= 4                               # every environment finished episodes
+    np.testing.assert_array_equal(alone.ended[:, 0], many.ended[:, 1])
+    np.testing.assert_array_equal(alone.ret[:, 0], many.ret[:, 1])
+    # Each environment's episodes add up to the steps it took (CartPole pays 1 per step).
+    for e in range(4):
+        finished = many.ret[:, 0, e][many.ended[:, 0, e]]
+        assert finished.sum() <= 100 and finished.sum() + float(states.ep_return[0, e]) == 100
+
+
+def test_with_parallel_environments_a_seed_stops_at_the_episode_that_solves():
+    """Several episodes can end in one step; the one completing the window is the last one counted."""
+    rec, states = run(tiny(num_envs=4), [0], 1, length=150, threshold=15.0, window=3)
+    returns, flags = [], []
+    for j, e in np.argwhere(rec.ended[:, 0]):
+        returns.append(rec.ret[j, 0, e])
+        flags.append(rec.solved[j, 0, e])
+    first = next(j for j in range(2, len(returns)) if np.mean(returns[j - 2:j + 1]) >= 15.0)
+    assert len(returns) == first + 1 and flags[-1] and sum(flags) == 1
+    assert not bool(states.active[0]) and int(states.episodes[0]) == first + 1
+
+
+def test_updates_count_env_steps_across_environments():
+    cfg = tiny(num_envs=4, replay_ratio=0.5)
+    _, states = run(cfg, [0], 1, length=50)            # 200 env steps
+    assert int(states.agent.updates[0]) == int((200 - cfg.learning_starts + 1) * 0.5)

@@ -16,14 +16,14 @@ from .networks import Network, Params
 
 def episode_returns(net: Network, params: Params, task: Task, key: jax.Array, episodes: int,
                     epsilon: float = 0.0) -> jax.Array:
-    """Undiscounted returns [episodes] of one seed's network, epsilon-greedy (0: greedy). Runs the episode cap's
-    number of steps (`max_steps_in_episode`); an episode's return stops growing once it has ended."""
+    """Undiscounted returns [episodes] of one seed's network, epsilon-greedy (0: greedy). Steps until every
+    episode has ended (the twin's time limit ends them at its cap), so judging a poor early network is quick."""
 
     def play(key: jax.Array) -> jax.Array:
         k_reset, key = jax.random.split(key)
         obs, state = task.env.reset(k_reset, task.params)
 
-        def step(carry, _):
+        def step(carry):
             obs, state, total, done, key = carry
             key, k_env, k_explore, k_action = jax.random.split(key, 4)
             action = jnp.argmax(net.apply(params, obs), axis=-1)
@@ -32,11 +32,10 @@ def episode_returns(net: Network, params: Params, task: Task, key: jax.Array, ep
                 action = jnp.where(jax.random.uniform(k_explore) < epsilon, random_action, action)
             obs, state, reward, terminated, truncated, _ = task.env.step(k_env, state, action, task.params)
             total = total + jnp.where(done, 0.0, reward)
-            return (obs, state, total, done | terminated | truncated, key), None
+            return obs, state, total, done | terminated | truncated, key
 
         init = (obs, state, jnp.float32(0.0), jnp.bool_(False), key)
-        (_, _, total, _, _), _ = jax.lax.scan(step, init, None, length=task.params.max_steps_in_episode)
-        return total
+        return jax.lax.while_loop(lambda carry: ~carry[3], step, init)[2]
 
     return jax.vmap(play)(jax.random.split(key, episodes))
 
