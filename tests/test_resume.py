@@ -56,7 +56,9 @@ def _same_run(a, b, seeds=(None,)):
     dict(seeds=2, n_step=3, prioritized=True, eval_every=300, eval_episodes=2),
     dict(name="classic", max_steps=450),
     dict(replay_ratio=0.25, dueling=True, max_episodes=30, seeds=2, lr_end=1e-4, lr_decay_steps=800),
-], ids=["default", "k2-nstep-per-eval", "classic", "ratio-dueling-lr-decay-episode-budget"])
+    dict(num_envs=4, seeds=2, n_step=3, eval_every=300, eval_episodes=2),
+    dict(name="pqn", num_envs=4, rollout_steps=8, minibatches=4, seeds=2, eval_every=300, eval_episodes=2),
+], ids=["default", "k2-nstep-per-eval", "classic", "ratio-dueling-lr-decay-episode-budget", "e4-nstep", "pqn"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
     name = overrides.pop("name", "default")
     cfg = tiny(name, **{"max_steps": 900, **overrides})
@@ -148,11 +150,13 @@ def test_a_resume_that_restarts_the_episodes_cuts_their_n_step_returns(tmp_path,
     assert result.summaries[0]["env_steps"] == 900
 
 
-def test_a_host_task_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch):
-    """A task gymnasium plays on the host (one compiled call per env step) resumes exactly too: the environments'
-    physics and generators and the next actions are in the checkpoint."""
+@pytest.mark.parametrize("envs", [1, 3])
+def test_a_host_task_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch, envs):
+    """A task gymnasium plays on the host (called back once per vector step) resumes exactly too, with one or
+    several environments per seed: the environments' physics and generators and the next actions are in the
+    checkpoint."""
     monkeypatch.setattr(train_module, "has_twin", lambda env: False)
-    cfg = tiny(max_steps=700, seeds=2, eval_every=350, eval_episodes=2)
+    cfg = tiny(max_steps=700, seeds=2, eval_every=350, eval_episodes=2, num_envs=envs)
     full = train(cfg, tmp_path / "full", verbose=False)
     _interrupt_at(monkeypatch, 300, chunk=70)
     assert train(cfg, tmp_path / "cut", verbose=False).interrupted

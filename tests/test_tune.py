@@ -27,7 +27,7 @@ from optuna.trial import TrialState  # noqa: E402
 import cartpole_dqn  # noqa: E402
 from cartpole_dqn import cli  # noqa: E402
 from cartpole_dqn.config import ConfigError, build, validate  # noqa: E402
-from cartpole_dqn.tune import (SEARCH_SPACE, export, objective_value, open_storage, report, search_space,  # noqa: E402
+from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, open_storage, report, search_space,  # noqa: E402
                                tune)
 from tests.conftest import run_cli, tiny  # noqa: E402
 
@@ -41,8 +41,10 @@ def _trials(url: str, name: str):
 
 
 # ----------------------------------------------------------------------------------------- search space ---
-def test_every_sampled_trial_is_a_valid_config_and_fixed_settings_are_not_searched():
-    base = tiny(max_steps=10_000)
+@pytest.mark.parametrize("name, other", [("sample-efficient", "pqn"), ("pqn", "dqn")])
+def test_every_sampled_trial_is_a_valid_config_and_fixed_settings_are_not_searched(name, other):
+    """Each algorithm searches its own settings (and the shared ones), never the other's."""
+    base = tiny(name, max_steps=10_000)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(40):
         trial = study.ask()
@@ -52,7 +54,7 @@ def test_every_sampled_trial_is_a_valid_config_and_fixed_settings_are_not_search
         assert 200 <= params["epsilon_decay_steps"] <= 5000
         study.tell(trial, 0.0)
     searched = {name for t in study.trials for name in t.params}
-    assert searched == set(SEARCH_SPACE) - {"width", "depth", "lr"}
+    assert searched == set(SEARCH_SPACE) - {"width", "depth", "lr"} - set(ONLY[other])
 
 
 def test_objective_is_the_median_with_unsolved_seeds_at_twice_the_budget():

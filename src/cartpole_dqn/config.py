@@ -119,6 +119,8 @@ class Config:
     obs_scale: str = _param("none", "bounds: scale observations to [-1, 1] by the space's finite bounds",
                             choices=("none", "bounds"))
     reward_clip: float = _param(0.0, "clip rewards to [-c, c] before learning (0: off)", low=0.0)
+    reward_scale: float = _param(1.0, "multiply rewards by this before learning (scores stay unscaled)", low=0.0,
+                                 low_open=True)
     terminal_on_truncation: bool = _param(False, "treat a time-limit cut-off as terminal (the article's bug)")
     negate_final_reward: bool = _param(False, "store the final step's reward negated (the article's penalty)")
 

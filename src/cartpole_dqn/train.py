@@ -214,21 +214,25 @@ class _InProgram:
 
     Seeds that have stopped cost (nearly) nothing: once half of the seeds in the program have stopped, the
     program is halved and runs only active ones (a gather before each chunk and a scatter after, padded with a
-    stopped seed, so that only K, K/2, K/4, ... are ever compiled). A stopped seed's state does not change, so
-    this changes no result, only the time."""
+    stopped seed, so that only K, K/2, K/4, ... are ever compiled). A resize waits until the chunks run since the
+    last one took longer than that compile did, so compiling never costs more than the time it saves. A stopped
+    seed's state does not change, so this changes no result, only the time."""
 
     def __init__(self, cfg: Config, net: Network, task: loop.Task, length: int):
         self.program = jax.jit(loop.make_chunk(cfg, net, task, length), donate_argnums=1)
         self.compiled: dict[int, Any] = {}
         self.compile_seconds = 0.0
         self.size = cfg.seeds
+        self.last_compile = 0.0          # seconds the last program took to compile
+        self.since_resize = 0.0          # seconds of chunks run since then
 
     def _compiled(self, t: int, states: loop.SeedState) -> Any:
         k = int(states.active.shape[0])
         if k not in self.compiled:
             started = time.perf_counter()
             self.compiled[k] = self.program.lower(jnp.int32(t), states, jnp.int32(0)).compile()
-            self.compile_seconds += time.perf_counter() - started
+            self.last_compile, self.since_resize = time.perf_counter() - started, 0.0
+            self.compile_seconds += self.last_compile
         return self.compiled[k]
 
     def prepare(self, t: int, states: loop.SeedState) -> loop.SeedState:
@@ -237,9 +241,16 @@ class _InProgram:
         return states
 
     def run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
+        started, compiled = time.perf_counter(), self.compile_seconds
+        t_next, states, records = self._run(t, states, n)
+        self.since_resize += time.perf_counter() - started - (self.compile_seconds - compiled)
+        return t_next, states, records
+
+    def _run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
         active = np.flatnonzero(np.asarray(states.active))
-        while len(active) and len(active) <= self.size // 2:
-            self.size //= 2
+        if self.since_resize > self.last_compile:
+            while len(active) and len(active) <= self.size // 2:
+                self.size //= 2
         if self.size == states.active.shape[0]:
             (t_next, states), records = self._compiled(t, states)(jnp.int32(t), states, jnp.int32(n))
             return int(t_next), states, jax.tree.map(lambda r: r[:n], jax.device_get(records))

@@ -62,15 +62,26 @@ SEARCH_SPACE: dict[str, tuple[tuple[str, ...], str]] = {
     "prioritized": (("prioritized",), "on or off"),
     "priority_alpha": (("priority_alpha",), "prioritized: 0.2 to 0.8"),
     "priority_beta": (("priority_beta",), "prioritized: initial 0.2 to 0.8 (annealed to 1)"),
+    # PQN's own (algo=pqn searches these instead of batch_size, replay_ratio, target_sync, n_step, prioritized).
+    "q_lambda": (("q_lambda",), "pqn: 0.5 to 0.99"),
+    "rollout_steps": (("rollout_steps",), "pqn: 16, 32, 64, 128 steps per environment"),
+    "epochs": (("epochs",), "pqn: 1 to 8"),
+    "minibatches": (("minibatches",), "pqn: 4, 8, 16, 32"),
 }
+# The settings that only one algorithm has.
+ONLY = {"dqn": ("batch_size", "replay_ratio", "target_sync", "tau", "target_update_interval", "n_step",
+                "prioritized", "priority_alpha", "priority_beta"),
+        "pqn": ("q_lambda", "rollout_steps", "epochs", "minibatches")}
 
 
 def search_space(trial: Trial, base: Config, fixed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The settings a trial tries: Config fields to replace in `base`. A parameter whose setting is in `fixed`
     (given with --set or in --config) is held at that value and not searched."""
 
+    other = ONLY["pqn" if base.algo == "dqn" else "dqn"]
+
     def free(name: str) -> bool:
-        return not fixed.intersection(SEARCH_SPACE[name][0])
+        return name not in other and not fixed.intersection(SEARCH_SPACE[name][0])
 
     p: dict[str, Any] = {}
     if free("lr"):
@@ -97,6 +108,16 @@ def search_space(trial: Trial, base: Config, fixed: frozenset[str] = frozenset()
             p["epsilon_decay_steps"] = max(1, round(fraction * base.max_steps))
     if free("n_step"):
         p["n_step"] = trial.suggest_int("n_step", 1, 5)
+    if free("q_lambda"):
+        p["q_lambda"] = trial.suggest_float("q_lambda", 0.5, 0.99)
+    if free("rollout_steps"):
+        p["rollout_steps"] = trial.suggest_categorical("rollout_steps", [16, 32, 64, 128])
+    if free("epochs"):
+        p["epochs"] = trial.suggest_int("epochs", 1, 8)
+    if free("minibatches"):     # a divisor of the rollout (num_envs x rollout_steps)
+        rollout = base.num_envs * p.get("rollout_steps", base.rollout_steps)
+        p["minibatches"] = trial.suggest_categorical("minibatches", [m for m in (4, 8, 16, 32) if rollout % m == 0]
+                                                     or [1])
     prioritized = base.prioritized
     if free("prioritized") and base.replacement:  # prioritized replay samples with replacement
         prioritized = p["prioritized"] = trial.suggest_categorical("prioritized", [False, True])

@@ -142,5 +142,6 @@ def learning_signal(cfg: Config, reward: jax.Array, terminated: jax.Array,
     done = terminated | truncated
     if cfg.reward_clip > 0:
         reward = jnp.clip(reward, -cfg.reward_clip, cfg.reward_clip)
+    reward = reward * cfg.reward_scale
     stored = jnp.where(done, -reward, reward) if cfg.negate_final_reward else reward
     return stored, (done if cfg.terminal_on_truncation else terminated)
