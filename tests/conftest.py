@@ -14,7 +14,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 from cartpole_dqn import preset  # noqa: E402
 
 
-def tiny(name: str = "default", **overrides):
+def tiny(name: str = "sample-efficient", **overrides):
     """A preset shrunk to run in a second or two: small net, small budgets, no evaluation."""
     base = dict(hidden=(16, 16), max_steps=300, learning_starts=32, batch_size=8, eval_every=0,
                 final_eval_episodes=0, plot_every=0)

@@ -17,10 +17,17 @@ def test_every_preset_is_valid_and_classic_is_the_article():
     assert c.terminal_on_truncation and c.negate_final_reward
 
 
-def test_default_preset_is_modern_dqn():
+def test_sample_efficient_preset_is_modern_dqn_and_the_config_defaults():
     c = Config()
     assert c.double and c.loss == "huber" and c.max_grad_norm > 0 and c.target_update_interval >= 1
     assert not c.terminal_on_truncation and c.epsilon_schedule == "linear"
+    assert preset("sample-efficient") == c and c.algo == "dqn" and c.num_envs == 1
+
+
+def test_default_preset_is_pqn_and_builds_by_default():
+    c = build()
+    assert c.preset == "default" and c.algo == "pqn" and c.num_envs > 1 and c.layer_norm
+    assert c.target_update_interval == 0 and not c.terminal_on_truncation
 
 
 def test_every_field_documents_its_meaning():
@@ -68,7 +75,7 @@ def test_build_layers_preset_file_and_overrides(tmp_path):
     f.write_text('preset = "classic"\nlr = 0.005\ngamma = 0.9\nhidden = [8, 8]\n')
     c = build(None, f, {"gamma": 0.8})
     assert c.lr == 0.005 and c.gamma == 0.8 and c.hidden == (8, 8) and c.sequential_fit  # classic underneath
-    assert build("default", f).double  # an explicit preset wins over the file's
+    assert build("sample-efficient", f).double  # an explicit preset wins over the file's
 
 
 @pytest.mark.parametrize("text,pattern", [

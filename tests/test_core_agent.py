@@ -55,7 +55,7 @@ def test_double_dqn_lets_the_online_net_choose_and_the_target_net_value():
 
 def test_truncation_bootstraps_but_the_classic_preset_treats_it_as_failure():
     r, te, tr = jnp.ones(3), jnp.array([False, True, False]), jnp.array([False, False, True])
-    stored, nb = agent.learning_signal(preset("default"), r, te, tr)
+    stored, nb = agent.learning_signal(preset("sample-efficient"), r, te, tr)
     assert stored.tolist() == [1, 1, 1] and nb.tolist() == [False, True, False]
     stored, nb = agent.learning_signal(preset("classic"), r, te, tr)
     assert stored.tolist() == [1, -1, -1] and nb.tolist() == [False, True, True]
@@ -71,14 +71,14 @@ def test_truncation_bootstraps_but_the_classic_preset_treats_it_as_failure():
     ("mse", 1.0, (0.25 + 9 + 100) / 3),
 ])
 def test_td_loss_is_quadratic_within_huber_delta_and_linear_beyond(loss, delta, expected):
-    cfg = preset("default", loss=loss, huber_delta=delta)
+    cfg = preset("sample-efficient", loss=loss, huber_delta=delta)
     value = agent.td_loss(cfg, jnp.zeros(3), jnp.array([0.5, 3.0, 10.0]), jnp.ones(3))
     assert float(value) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("eps", [1e-8, 0.1])
 def test_adam_first_step_is_lr_times_gradient_over_its_magnitude_plus_eps(eps):
-    cfg = preset("default", adam_eps=eps, max_grad_norm=0.0, lr=0.01)
+    cfg = preset("sample-efficient", adam_eps=eps, max_grad_norm=0.0, lr=0.01)
     params = {"w": jnp.array([1.0])}
     grads = {"w": jnp.array([0.3])}
     steps, _ = agent.optimizer(cfg).update(grads, agent.optimizer(cfg).init(params), params)
@@ -116,7 +116,7 @@ def test_learning_reduces_td_error_on_a_fixed_batch(name):
 
 
 def test_polyak_target_follows_the_online_network_by_tau():
-    cfg = preset("default", hidden=(4,), tau=0.25, target_update_interval=1)
+    cfg = preset("sample-efficient", hidden=(4,), tau=0.25, target_update_interval=1)
     net = Network(2, 2, cfg.hidden)
     state = agent.init(cfg, net, jax.random.PRNGKey(0))
     batch = replay.Batch(jnp.ones((2, 2)), jnp.zeros(2, jnp.int32), jnp.ones(2), jnp.ones((2, 2)), jnp.zeros(2),
@@ -128,14 +128,14 @@ def test_polyak_target_follows_the_online_network_by_tau():
 
 def test_reward_clipping_is_an_explicit_switch():
     r, no = jnp.array([5.0, -3.0, 0.5]), jnp.zeros(3, bool)
-    assert agent.learning_signal(preset("default"), r, no, no)[0].tolist() == [5.0, -3.0, 0.5]
-    assert agent.learning_signal(preset("default", reward_clip=1.0), r, no, no)[0].tolist() == [1.0, -1.0, 0.5]
+    assert agent.learning_signal(preset("sample-efficient"), r, no, no)[0].tolist() == [5.0, -3.0, 0.5]
+    assert agent.learning_signal(preset("sample-efficient", reward_clip=1.0), r, no, no)[0].tolist() == [1.0, -1.0, 0.5]
 
 
 def test_learning_rate_is_constant_unless_a_decay_is_set():
-    cfg = preset("default", lr=1e-3)
+    cfg = preset("sample-efficient", lr=1e-3)
     assert float(agent.learning_rate(cfg, jnp.int32(10_000))) == pytest.approx(1e-3)
-    cfg = preset("default", lr=1e-3, lr_end=1e-4, lr_decay_steps=1000)
+    cfg = preset("sample-efficient", lr=1e-3, lr_end=1e-4, lr_decay_steps=1000)
     rates = [float(agent.learning_rate(cfg, jnp.int32(t))) for t in (0, 500, 1000, 5000)]
     assert rates == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4], rel=1e-5)
 
@@ -214,7 +214,7 @@ def test_a_masked_seed_is_left_exactly_as_it_was(name, overrides):
 def test_seeds_learn_independently():
     """Seed 0's update is the same whatever data seed 1 sees (per-seed loss, gradient clipping and Adam); that a
     whole run is the same alone is test_core_loop's."""
-    cfg = preset("default", hidden=(8, 8), batch_size=16, max_grad_norm=1.0)
+    cfg = preset("sample-efficient", hidden=(8, 8), batch_size=16, max_grad_norm=1.0)
     net = Network(4, 2, cfg.hidden)
     states = jax.jit(jax.vmap(lambda k: agent.init(cfg, net, k)))(jax.random.split(jax.random.PRNGKey(0), 2))
     rng = np.random.default_rng(1)

@@ -13,7 +13,7 @@ from cartpole_dqn.core.networks import Network
 ENV, PARAMS = gymnax.make("CartPole-v1")
 
 
-def tiny(name="default", **overrides):
+def tiny(name="sample-efficient", **overrides):
     base = dict(hidden=(16, 16), learning_starts=32, batch_size=8, eval_every=0, buffer_size=2000)
     if name == "classic":
         base.update(batch_size=20, learning_starts=20)

@@ -13,7 +13,7 @@ from cartpole_dqn.core import loop, snapshot
 from cartpole_dqn.core.envs import make_twin
 from cartpole_dqn.core.networks import Network
 
-CFG = preset("default", hidden=(16, 16), learning_starts=32, batch_size=8, buffer_size=1000, prioritized=True)
+CFG = preset("sample-efficient", hidden=(16, 16), learning_starts=32, batch_size=8, buffer_size=1000, prioritized=True)
 TASK = loop.Task(*make_twin("CartPole-v1"), 475.0, 100)
 NET = Network(4, 2, CFG.hidden)
 

@@ -60,7 +60,7 @@ def _same_run(a, b, seeds=(None,)):
     dict(name="pqn", num_envs=4, rollout_steps=8, minibatches=4, seeds=2, eval_every=300, eval_episodes=2),
 ], ids=["default", "k2-nstep-per-eval", "classic", "ratio-dueling-lr-decay-episode-budget", "e4-nstep", "pqn"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, overrides):
-    name = overrides.pop("name", "default")
+    name = overrides.pop("name", "sample-efficient")
     cfg = tiny(name, **{"max_steps": 900, **overrides})
     full = train(cfg, tmp_path / "full", verbose=False)
     _interrupt_at(monkeypatch, cfg.max_steps * 5 // 9)

@@ -107,7 +107,7 @@ def test_updates_come_in_bursts_of_train_every_times_the_replay_ratio(tmp_path, 
 
 def test_default_preset_learns_to_beat_a_random_policy(tmp_path):
     """A random policy averages about 22 on CartPole; a short default run must clearly beat it."""
-    cfg = preset("default", max_steps=6000, eval_every=0, final_eval_episodes=20, plot_every=0)
+    cfg = preset("default", max_steps=60_000, eval_every=0, final_eval_episodes=20, plot_every=0)
     result = train(cfg, tmp_path / "l", verbose=False)
     assert result.summaries[0]["final_greedy_score"] > 100
 

@@ -69,14 +69,14 @@ def test_a_study_in_sqlite_by_default_keeps_every_trial_and_a_second_run_adds_to
     first = tune(base, trials=2, out=tmp_path, budget=300, fixed=TINY_FIXED)
     assert (tmp_path / "study.db").exists() and first.counts["complete"] == 2
     second = tune(base, trials=1, out=tmp_path, budget=300, fixed=TINY_FIXED)
-    assert second.counts["complete"] == 3 and second.study == "CartPole-v1-default"
-    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default")
+    assert second.counts["complete"] == 3 and second.study == "CartPole-v1-sample-efficient"
+    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
     assert [t.number for t in trials] == [0, 1, 2]
     for t in trials:
         assert t.value == objective_value(t.user_attrs["steps_to_solve"], 300)
         assert len(t.user_attrs["steps_to_solve"]) == 2
         assert t.user_attrs["config"]["hidden"] == [16, 16] and t.user_attrs["config"]["max_steps"] == 300
-        assert (tmp_path / "trials" / "CartPole-v1-default" / f"trial-{t.number}" / "seed-0" / "scores.csv").exists()
+        assert (tmp_path / "trials" / "CartPole-v1-sample-efficient" / f"trial-{t.number}" / "seed-0" / "scores.csv").exists()
 
 
 def test_the_pruner_hears_the_rolling_mean_and_stops_a_poor_trial_early(tmp_path):
@@ -84,7 +84,7 @@ def test_the_pruner_hears_the_rolling_mean_and_stops_a_poor_trial_early(tmp_path
     result = tune(tiny(), trials=1, out=tmp_path, budget=600, fixed=TINY_FIXED,
                   pruner=optuna.pruners.ThresholdPruner(upper=-1e6))
     assert result.counts["pruned"] == 1
-    (t,) = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default")
+    (t,) = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
     (step,) = t.intermediate_values
     assert step == 100 and -500 <= t.intermediate_values[step] < 0
 
@@ -92,7 +92,7 @@ def test_the_pruner_hears_the_rolling_mean_and_stops_a_poor_trial_early(tmp_path
 def test_jobs_run_trials_in_parallel_worker_processes(tmp_path):
     result = tune(tiny(), trials=2, jobs=2, out=tmp_path, budget=300, fixed=TINY_FIXED)
     assert result.counts["complete"] == 2
-    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default")
+    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2
 
 
@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_study_usable(tm
             if (tmp_path / "study.db").exists() and worker.poll() is None:
                 try:
                     if any(t.state == TrialState.RUNNING and "config" in t.user_attrs
-                           for t in _trials(url, "CartPole-v1-default")):
+                           for t in _trials(url, "CartPole-v1-sample-efficient")):
                         break
                 except Exception:  # the study is still being created
                     pass
@@ -181,7 +181,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_study_usable(tm
         worker.wait()
     r = run_cli(*common, *TINY_SET)
     assert r.returncode == 0, r.stderr
-    states = [t.state for t in _trials(url, "CartPole-v1-default")]
+    states = [t.state for t in _trials(url, "CartPole-v1-sample-efficient")]
     assert states[0] == TrialState.FAIL and states[1] in (TrialState.COMPLETE, TrialState.PRUNED)
     assert len(states) == 2
 
@@ -197,7 +197,7 @@ def test_report_prints_the_best_trials_and_saves_figures_and_export_feeds_train(
     assert "best trials" in r.stdout and "#" in r.stdout
     assert (tmp_path / "history.png").stat().st_size > 0 and (tmp_path / "importance.png").stat().st_size > 0
     cfg = build(file=tmp_path / "best.toml")
-    best = min(_trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-default"), key=lambda t: t.value)
+    best = min(_trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient"), key=lambda t: t.value)
     assert cfg.hidden == (16, 16) and cfg.lr == pytest.approx(best.params["lr"])
     r = run_cli("train", "--config", str(tmp_path / "best.toml"), "--max-steps", "60", "--eval-every", "0",
                 "--set", "final_eval_episodes=0", "--quiet", "--out", str(tmp_path / "run"))

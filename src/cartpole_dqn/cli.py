@@ -57,13 +57,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _settings_epilog() -> str:
-    lines = ["hyperparameters (--set key=value, or key = value in a --config TOML file):"]
-    defaults = Config()
+    lines = ["hyperparameters (--set key=value, or key = value in a --config TOML file; defaults of the default "
+             "preset):"]
+    defaults = build()
     for key, f in FIELDS.items():
         default = getattr(defaults, key)
         default = ",".join(map(str, default)) if isinstance(default, tuple) else default
         lines.append(f"  {key:<24} {f.metadata['help']}; {allowed(key)}; default {default}")
-    lines.append("presets: " + ", ".join(PRESETS) + " (classic = the article's algorithm as its code ran)")
+    lines.append("presets: " + ", ".join(PRESETS) + " (default = PQN, the fastest on the clock; sample-efficient = DQN, "
+                 "the fewest env steps; classic = the article's algorithm as its code ran)")
     return "\n".join(lines)
 
 
@@ -77,8 +79,8 @@ def _add_run_options(p: argparse.ArgumentParser, seeds: int = 1) -> None:
     p.add_argument("--preset", help=f"hyperparameter preset: {', '.join(PRESETS)} (default: default)")
     p.add_argument("--seed", type=int, metavar="N", help="first seed (default 0)")
     p.add_argument("--seeds", type=int, metavar="K", help=f"train K independent agents at once (default {seeds})")
-    p.add_argument("--max-episodes", type=int, metavar="N", help="episode budget per seed (default 2000)")
-    p.add_argument("--max-steps", type=int, metavar="N", help="env-step budget per seed (default 300000)")
+    p.add_argument("--max-episodes", type=int, metavar="N", help="episode budget per seed (default: the preset's)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="env-step budget per seed (default: the preset's)")
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="greedy evaluation every N env steps, 0 turns it off (default 2000)")
     p.add_argument("--eval-episodes", type=int, metavar="M", help="episodes per greedy evaluation (default 10)")
