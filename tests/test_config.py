@@ -108,30 +108,31 @@ def test_bad_switch_values_and_combinations_are_refused(overrides, pattern):
 
 def test_noisy_alone_implies_epsilon_zero(tmp_path):
     """Noisy layers explore by themselves: with no epsilon bound given, build sets both to 0."""
-    c = build(overrides={"noisy": True})
+    c = build("sample-efficient", overrides={"noisy": True})
     assert c.noisy and (c.epsilon_start, c.epsilon_end) == (0.0, 0.0)
     assert to_dict(c)["epsilon_start"] == 0.0 and from_dict(to_dict(c)) == c   # recorded as resolved
     f = tmp_path / "noisy.toml"
     f.write_text("noisy = true\n")
-    assert (build(file=f).epsilon_start, build(file=f).epsilon_end) == (0.0, 0.0)
-    assert build().epsilon_start == 1.0                                          # without noisy: untouched
+    c = build("sample-efficient", file=f)
+    assert (c.epsilon_start, c.epsilon_end) == (0.0, 0.0)
+    assert build("sample-efficient").epsilon_start == 1.0                     # without noisy: untouched
 
 
 @pytest.mark.parametrize("given", [dict(epsilon_start=0.5), dict(epsilon_end=0.01),
                                    dict(epsilon_start=0.5, epsilon_end=0.1)])
 def test_noisy_with_an_explicit_non_zero_epsilon_is_still_refused(given, tmp_path):
     with pytest.raises(ConfigError, match="noisy=true explores by itself"):
-        build(overrides={"noisy": True, **given})
+        build("sample-efficient", overrides={"noisy": True, **given})
     f = tmp_path / "c.toml"
     f.write_text("".join(f"{k} = {v}\n" for k, v in given.items()))
     with pytest.raises(ConfigError, match="noisy=true explores by itself"):
-        build(file=f, overrides={"noisy": True})
+        build("sample-efficient", file=f, overrides={"noisy": True})
 
 
 def test_noisy_keeps_a_presets_epsilon_and_an_explicit_zero():
     with pytest.raises(ConfigError, match="epsilon_start=0"):   # classic sets 1.0 and 0.01 itself
         build("classic", overrides={"noisy": True})
-    c = build(overrides={"noisy": True, "epsilon_start": 0.0})
+    c = build("sample-efficient", overrides={"noisy": True, "epsilon_start": 0.0})
     assert (c.epsilon_start, c.epsilon_end) == (0.0, 0.0)
 
 

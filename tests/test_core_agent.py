@@ -98,7 +98,7 @@ def test_act_is_greedy_at_epsilon_zero_and_random_at_one():
     assert set(np.asarray(acts).tolist()) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("name", ["default", "classic"])
+@pytest.mark.parametrize("name", ["sample-efficient", "classic"])
 def test_learning_reduces_td_error_on_a_fixed_batch(name):
     cfg = preset(name, hidden=(16, 16), batch_size=8)
     net = Network(3, 2, cfg.hidden)
@@ -172,7 +172,7 @@ def _close(cfg, states, updated, t):
 
 
 def test_linear_epsilon_schedule_over_env_steps():
-    cfg = _small("default", epsilon_start=1.0, epsilon_end=0.1, epsilon_decay_steps=100)
+    cfg = _small("sample-efficient", epsilon_start=1.0, epsilon_end=0.1, epsilon_decay_steps=100)
     states = _seeds(cfg, Network(4, 2, cfg.hidden), 2, fill=False)
     # Over env steps, whether or not the seed replayed.
     np.testing.assert_allclose(_close(cfg, states, jnp.array([True, False]), 50).agent.epsilon, [0.55, 0.55],
@@ -191,7 +191,7 @@ def test_exponential_epsilon_decays_per_replay_per_seed_down_to_the_floor():
     np.testing.assert_allclose(states.agent.epsilon, [0.01, 0.01], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name, overrides", [("classic", {}), ("default", dict(prioritized=True))])
+@pytest.mark.parametrize("name, overrides", [("classic", {}), ("sample-efficient", dict(prioritized=True))])
 def test_a_masked_seed_is_left_exactly_as_it_was(name, overrides):
     """A non-learner in loop.learn keeps its agent and its priorities; a frozen seed (active=False) its epsilon."""
     cfg = _small(name, **overrides)

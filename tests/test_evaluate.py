@@ -220,7 +220,8 @@ def test_the_api_and_the_cli_give_the_same_results_for_one_seed(tmp_path):
     from cartpole_dqn import train
 
     api = train(tiny(max_steps=500, seed=3, final_eval_episodes=5), tmp_path / "api", verbose=False)
-    r = run_cli("train", "--out", str(tmp_path / "cli"), "--max-steps", "500", "--seed", "3", "--eval-every", "0",
+    r = run_cli("train", "--preset", "sample-efficient", "--out", str(tmp_path / "cli"), "--max-steps", "500",
+                "--seed", "3", "--eval-every", "0",
                 "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
                 "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -32,7 +32,7 @@ from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, open
 from tests.conftest import run_cli, tiny  # noqa: E402
 
 # Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.
-TINY_SET = ["--set", "hidden=16,16", "--set", "batch_size=8", "--set", "learning_starts=32"]
+TINY_SET = ["--preset", "sample-efficient", "--set", "hidden=16,16", "--set", "batch_size=8", "--set", "learning_starts=32"]
 TINY_FIXED = ("hidden", "batch_size", "learning_starts")
 
 
@@ -157,7 +157,7 @@ def test_without_optuna_tune_names_the_extra_to_install(monkeypatch, capsys):
 def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_study_usable(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     common = ["tune", "--trials", "1", "--seeds", "1", "--budget-steps", "400", "--out", str(tmp_path)]
-    slow = ["--set", "hidden=256,256,256", "--set", "batch_size=256", "--set", "replay_ratio=64",
+    slow = ["--preset", "sample-efficient", "--set", "hidden=256,256,256", "--set", "batch_size=256", "--set", "replay_ratio=64",
             "--set", "learning_starts=32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", *common, *slow], env=env,
