@@ -27,6 +27,7 @@ from cartpole_dqn.train import train  # noqa: E402
 
 _FAST_PQN = dict(epsilon_decay_steps=30_000, epsilon_end=0.01, max_episodes=100_000)
 CANDIDATES: dict[str, tuple[str, dict]] = {
+    "default": ("default", {}),
     "sample-efficient": ("sample-efficient", {}),
     "pqn": ("pqn", dict(max_episodes=100_000)),
     "pqn-e16": ("pqn", _FAST_PQN),
