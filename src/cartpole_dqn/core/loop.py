@@ -245,15 +245,25 @@ def vector_steps(cfg: Config, env_steps: int) -> int:
     return max(1, -(-env_steps // cfg.num_envs))
 
 
-def _first_n(step: Callable) -> Callable:
-    """`step` for the scan's first `n` iterations, then nothing: a compiled chunk of `length` steps runs any
-    shorter stretch (to the next evaluation, say) without another program. Skipped steps record nothing."""
+def _first_n(step: Callable, length: int) -> Callable:
+    """`run(carry, n) -> (carry, records [length, ...])`: `step` n <= `length` times, each step's record written
+    into a buffer of `length` (the rest zeros: nothing ended), so one compiled chunk runs any shorter stretch (to
+    the next evaluation, say) without another program. A while loop, not a scan of masked steps: a branch per step
+    would copy the whole state (replay memory included) every step."""
 
-    def masked(carry, j, n):
-        empty = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lambda c: step(c, None)[1], carry))
-        return jax.lax.cond(j < n, lambda c: step(c, None), lambda c: (c, empty), carry)
+    def run(carry, n):
+        shape = jax.eval_shape(lambda c: step(c, None)[1], carry)
+        records = jax.tree.map(lambda a: jnp.zeros((length, *a.shape), a.dtype), shape)
 
-    return masked
+        def body(c):
+            j, carry, records = c
+            carry, record = step(carry, None)
+            return j + 1, carry, jax.tree.map(lambda buffer, r: buffer.at[j].set(r), records, record)
+
+        _, carry, records = jax.lax.while_loop(lambda c: c[0] < n, body, (jnp.int32(0), carry, records))
+        return carry, records
+
+    return run
 
 
 def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
@@ -276,8 +286,7 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
         return (t, states), record
 
     def chunk(t: jax.Array, states: SeedState, n: jax.Array):
-        masked = _first_n(step)
-        return jax.lax.scan(lambda c, j: masked(c, j, n), (t, states), jnp.arange(length))
+        return _first_n(step, length)((t, states), n)
 
     return chunk
 
@@ -317,7 +326,6 @@ def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
             states, actions = first(states)
             return (t, states, actions), record
 
-        masked = _first_n(step)
-        return jax.lax.scan(lambda c, j: masked(c, j, steps), (t, states, actions), jnp.arange(length))
+        return _first_n(step, length)((t, states, actions), steps)
 
     return first, chunk
