@@ -170,7 +170,8 @@ def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, monkeypatch,
 
 
 def test_noisy_alone_trains_and_records_epsilon_zero(tmp_path):
-    r = run_cli("train", "--preset", "sample-efficient", "--set", "noisy=true", "--max-steps", "300", "--eval-every", "0", "--set", "hidden=16,16",
+    r = run_cli("train", "--preset", "sample-efficient", "--set", "noisy=true", "--max-steps", "300", "--eval-every",
+                "0", "--set", "hidden=16,16",
                 "--set", "learning_starts=32", "--set", "batch_size=8", "--set", "final_eval_episodes=0",
                 "--set", "plot_every=0", "--quiet", "--out", str(tmp_path / "noisy"))
     assert r.returncode == 0, r.stderr

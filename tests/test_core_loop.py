@@ -88,8 +88,8 @@ def test_updates_come_in_bursts_of_train_every_times_the_replay_ratio(train_ever
         learn_steps = steps - cfg.learning_starts + 1
         due = sum(int(np.floor(s * ratio) - np.floor((s - train_every) * ratio))
                   for s in range(1, learn_steps + 1) if s % train_every == 0)
-        due_at = [int(loop.updates_due(cfg, jnp.int32(cfg.learning_starts - 2 + s), jnp.int32(cfg.learning_starts - 1 + s)))
-                  for s in range(first + 1)]
+        due_at = [int(loop.updates_due(cfg, jnp.int32(cfg.learning_starts - 2 + s),
+                                       jnp.int32(cfg.learning_starts - 1 + s))) for s in range(first + 1)]
         assert due_at == [0] * first + [per_burst]
         _, states = run(cfg, [0], 1, length=steps)
         assert int(states.agent.updates[0]) == due

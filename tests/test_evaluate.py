@@ -42,7 +42,8 @@ def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path
 
     out = tmp_path / "solve"
     # Measured for these settings: greedy means of 173 after 4,000 steps, 474 after 5,000 (one resume).
-    cfg = preset("sample-efficient", hidden=(64, 64), rule="article", max_steps=4000, eval_every=0, final_eval_episodes=0,
+    cfg = preset("sample-efficient", hidden=(64, 64), rule="article", max_steps=4000, eval_every=0,
+                 final_eval_episodes=0,
                  plot_every=0)
     train(cfg, out, verbose=False)
     threshold = cfg.solve_score or 195.0

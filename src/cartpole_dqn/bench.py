@@ -1,4 +1,4 @@
-"""Many-seed benchmark: train N seeds, then report every seed and the statistics METRICS.md asks for over seeds.
+"""Many-seed benchmark: train N seeds, then report every seed and the statistics docs/metrics.md asks for over seeds.
 
 `run_bench` trains the seeds (by default one process per core, each training its slice of the seeds on the seed
 axis; one process holding every seed on an accelerator), reads every seed's summary and training curve back, and
@@ -68,7 +68,7 @@ def iqm(values: Sequence[float | None] | np.ndarray, axis: int = -1) -> float | 
 
 
 def median(values: Sequence[float | None]) -> float:
-    """Median with None as +infinity (METRICS.md: unsolved runs are infinitely slow, not as slow as the budget)."""
+    """Median with None as +infinity (docs/metrics.md: unsolved runs are infinitely slow, not as slow as the budget)."""
     return float(np.median(as_array(values)))
 
 

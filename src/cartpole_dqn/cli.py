@@ -64,8 +64,8 @@ def _settings_epilog() -> str:
         default = getattr(defaults, key)
         default = ",".join(map(str, default)) if isinstance(default, tuple) else default
         lines.append(f"  {key:<24} {f.metadata['help']}; {allowed(key)}; default {default}")
-    lines.append("presets: " + ", ".join(PRESETS) + " (default = PQN, the fastest on the clock; sample-efficient = DQN, "
-                 "the fewest env steps; classic = the article's algorithm as its code ran)")
+    lines.append("presets: " + ", ".join(PRESETS) + " (default = PQN, the fastest on the clock; sample-efficient = "
+                 "DQN, the fewest env steps; classic = the article's algorithm as its code ran)")
     return "\n".join(lines)
 
 

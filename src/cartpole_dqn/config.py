@@ -42,7 +42,7 @@ class Config:
 
     # --- task and solve rule -------------------------------------------------------------------------------------
     env: str = _param("CartPole-v1", "gymnasium environment id (Discrete actions, flat Box observations)")
-    rule: str | None = _param(None, "solve rule from METRICS.md (sets env and threshold); none: the env's own",
+    rule: str | None = _param(None, "solve rule from docs/metrics.md (sets env and threshold); none: the env's own",
                               choices=("article", "v0", "v1"))
     solve_score: float | None = _param(None, "mean training return that counts as solved (overrides the rule)")
     solve_window: int = _param(100, "consecutive training episodes averaged by the solve rule", low=1)
@@ -58,7 +58,8 @@ class Config:
 
     # --- algorithm -----------------------------------------------------------------------------------------------
     algo: str = _param("dqn", "dqn: replay memory and n-step targets; pqn: parallel Q-learning on rollouts of "
-                              "num_envs x rollout_steps with Q(lambda) targets, no replay memory", choices=("dqn", "pqn"))
+                              "num_envs x rollout_steps with Q(lambda) targets, no replay memory",
+                       choices=("dqn", "pqn"))
     num_envs: int = _param(1, "environments each seed steps together (a vmap inside the seed); env-step budgets, "
                               "clocks and the replay ratio count the steps of all of them", low=1, high=4096)
     rollout_steps: int = _param(128, "pqn: steps of each environment per rollout (one learning phase each)", low=1)

@@ -27,7 +27,7 @@ class Rule:
     window: int
 
 
-# METRICS.md: `article` is what the article's code ran (CartPole-v1 with the v0 threshold).
+# docs/metrics.md: `article` is what the article's code ran (CartPole-v1 with the v0 threshold).
 RULES: dict[str, Rule] = {
     "article": Rule("article", "CartPole-v1", 195.0, 100),
     "v0": Rule("v0", "CartPole-v0", 195.0, 100),

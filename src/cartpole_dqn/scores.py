@@ -1,6 +1,6 @@
 """Scores: the per-episode record of one seed (scores.csv), its plot (scores.png), and the solve arithmetic.
 
-METRICS.md defines the figures: EBS is the smallest k with mean(returns[k : k + window]) >= threshold; steps and
+docs/metrics.md defines the figures: EBS is the smallest k with mean(returns[k : k + window]) >= threshold; steps and
 seconds to solve are read at the end of episode k + window - 1; the eval figures come from the first greedy
 evaluation whose mean reaches the threshold.
 """
@@ -154,7 +154,7 @@ class ScoreLog:
 
     # ---------------------------------------------------------------------------------------------- figures ---
     def figures(self) -> dict[str, object]:
-        """The METRICS.md per-run figures (None where the run did not get there)."""
+        """The docs/metrics.md per-run figures (None where the run did not get there)."""
         solved = self.solved_at is not None
         e = self.eval_solved_at
         return {

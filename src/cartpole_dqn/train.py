@@ -532,7 +532,8 @@ class Run:
         for j, i, e in np.argwhere(records.ended):     # step, seed, environment: each seed's episodes in order
             log = self.logs[i]
             solved = log.add_episode(records.ret[j, i, e], records.length[j, i, e], records.epsilon[j, i],
-                                     records.loss[j, i, e], int(steps[j]), wall[j], solved=bool(records.solved[j, i, e]))
+                                     records.loss[j, i, e], int(steps[j]), wall[j],
+                                     solved=bool(records.solved[j, i, e]))
             if self.board is not None:
                 w = self.rule.window
                 self.board.episode(i, int(steps[j]), {
@@ -665,7 +666,7 @@ def _rule_dict(rule: Rule) -> dict:
 
 
 def median_or_none(values: list[float | None]) -> float | None:
-    """Median with unsolved runs (None) counted as +infinity, as METRICS.md asks; None if that median is infinite."""
+    """Median with unsolved runs (None) counted as +infinity (docs/metrics.md); None if that median is infinite."""
     if not values:
         return None
     m = float(np.median([math.inf if v is None else v for v in values]))

@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna: a TPE sampler, a median pruner fed by the rolling mean, shared storage.
 
 Each trial trains K seeds at once on the seed axis with the hyperparameters the sampler proposes and scores them by
-the median over seeds of the env steps to solve (METRICS.md), an unsolved seed counting as twice the step budget;
+the median over seeds of the env steps to solve (docs/metrics.md), an unsolved seed counting as twice the step budget;
 lower is better. While a trial trains, the median over seeds of the rolling mean of training returns is reported
 to Optuna every `report_every` env steps, negated so that lower is better there too, and a trial that falls below
 the median of earlier trials at the same step is stopped (pruned).
