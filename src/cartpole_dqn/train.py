@@ -247,24 +247,30 @@ class _InProgram:
         return t_next, states, records
 
     def _run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
-        active = np.flatnonzero(np.asarray(states.active))
+        running = np.asarray(states.active)
+        active = np.flatnonzero(running)
         if self.since_resize > self.last_compile:
             while len(active) and len(active) <= self.size // 2:
                 self.size //= 2
         if self.size == states.active.shape[0]:
             (t_next, states), records = self._compiled(t, states)(jnp.int32(t), states, jnp.int32(n))
-            return int(t_next), states, jax.tree.map(lambda r: r[:n], jax.device_get(records))
-        stopped = np.flatnonzero(~np.asarray(states.active))
+            return int(t_next), states, _first(records, n)
+        stopped = np.flatnonzero(~running)
         idx = np.concatenate([active, np.full(self.size - len(active), stopped[0])])
         part = _gather(states, jnp.asarray(idx))
         (t_next, part), part_records = self._compiled(t, part)(jnp.int32(t), part, jnp.int32(n))
         states = _scatter(states, jnp.asarray(idx), part)
-        part_records = jax.tree.map(lambda r: r[:n], jax.device_get(part_records))
+        part_records = _first(part_records, n)
         records = jax.tree.map(lambda r: np.zeros((n, len(states.active), *r.shape[2:]), r.dtype),
                                part_records)
         for full, piece in zip(records, part_records):
             full[:, idx] = piece
         return int(t_next), states, records
+
+
+def _first(records: loop.Record, n: int) -> loop.Record:
+    """The records of a chunk's first n steps (those it ran), on the host."""
+    return jax.tree.map(lambda r: r[:n], jax.device_get(records))
 
 
 @jax.jit
@@ -301,7 +307,7 @@ class _OnHost:
 
     def run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
         (t_next, states, self.actions), records = self.compiled(jnp.int32(t), states, self.actions, jnp.int32(n))
-        return int(t_next), states, jax.tree.map(lambda r: r[:n], jax.device_get(records))
+        return int(t_next), states, _first(records, n)
 
 
 class Run:
