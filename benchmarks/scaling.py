@@ -59,7 +59,7 @@ def _keep_score_files_open(seeds: int) -> None:
                                                     hard))
 
 
-def _timed(cls: type, name: str, spent: dict, key: str, skip: bool) -> None:
+def _timed(cls: object, name: str, spent: dict, key: str, skip: bool) -> None:
     """Wrap `cls.name` to add its seconds (and calls) to `spent[key]`; with `skip`, count it but do nothing."""
     original = getattr(cls, name)
 
@@ -77,7 +77,6 @@ def _timed(cls: type, name: str, spent: dict, key: str, skip: bool) -> None:
 def measure(preset: str, seeds: int, device: str, rule: str, max_steps: int | None, max_episodes: int | None,
             threads: int, compile_cache: bool, training_only: bool, out: str) -> dict:
     """Train seeds 0..`seeds`-1 of `preset` as one run in this process; its figures (see the module docstring)."""
-    import importlib
     import resource
 
     import jax
@@ -87,12 +86,13 @@ def measure(preset: str, seeds: int, device: str, rule: str, max_steps: int | No
     from cartpole_dqn.bench import machine, median, versions
     from cartpole_dqn.config import resolve_device
 
-    train_module = importlib.import_module("cartpole_dqn.train")
+    from cartpole_dqn import checkpoint
+    from cartpole_dqn.train import train
     if not compile_cache:
         jax.config.update("jax_enable_compilation_cache", False)
     _keep_score_files_open(seeds)
     spent = {"checkpoint_seconds": 0.0, "checkpoint_calls": 0, "plot_seconds": 0.0, "plot_calls": 0}
-    _timed(train_module.Run, "checkpoint", spent, "checkpoint_seconds", training_only)
+    _timed(checkpoint, "save_run", spent, "checkpoint_seconds", training_only)
     _timed(scores.ScoreLog, "plot", spent, "plot_seconds", training_only)
 
     overrides = dict(seeds=seeds, seed=0, rule=rule, device=device, threads=threads, eval_every=0,
@@ -101,7 +101,7 @@ def measure(preset: str, seeds: int, device: str, rule: str, max_steps: int | No
     cfg = make_config(preset, **overrides)
     dev = resolve_device(cfg.device)
     start = time.perf_counter()
-    result = train_module.train(cfg, Path(out), verbose=False)
+    result = train(cfg, Path(out), verbose=False)
     call_seconds = time.perf_counter() - start
 
     s = result.summaries

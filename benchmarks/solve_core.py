@@ -18,16 +18,14 @@ import os
 import time
 from datetime import datetime, timezone
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cartpole_dqn.bench import cpu_model
 from cartpole_dqn.config import parse_value, preset
-from cartpole_dqn.core import loop
-from cartpole_dqn.core.networks import Network
-from cartpole_dqn.envs import RULES
+from cartpole_dqn.envs import RULES, resolve_rule
+from cartpole_dqn.program import build
 
 
 def main() -> None:
@@ -40,13 +38,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     overrides = {k: parse_value(k, v) for k, v in (item.split("=", 1) for item in args.set)}
-    rule = RULES[args.rule]
-    cfg = preset(args.preset, **{"max_steps": 150_000, **overrides})
-    env, params = gymnax.make("CartPole-v1")
-    if rule.env == "CartPole-v0":
-        params = params.replace(max_steps_in_episode=200)
-    task = loop.Task(env, params, rule.threshold, rule.window)
-    net = Network(4, 2, cfg.hidden, cfg.dueling, cfg.noisy, cfg.layer_norm, cfg.noisy_sigma0)
+    cfg, rule = resolve_rule(preset(args.preset, **{"max_steps": 150_000, **overrides, "rule": args.rule}))
+    program = build(cfg, rule)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     print(f"# solve_core: preset {cfg.preset}, rule {rule.name} ({rule.env}, {rule.threshold:g} over {rule.window}), "
           f"seeds {seeds[0]}-{seeds[-1]}, hidden {cfg.hidden}, replay ratio {cfg.replay_ratio:g}, "
@@ -54,9 +47,8 @@ def main() -> None:
     print(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {cpu_model()}, {os.cpu_count()} cores; "
           f"jax {jax.__version__} on {jax.default_backend()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '(unset)')}")
     start = time.perf_counter()
-    states = jax.vmap(lambda s: loop.init_seed(cfg, net, task, s))(jnp.asarray(seeds))
-    chunk = jax.jit(loop.make_chunk(cfg, net, task, args.chunk)).lower(jnp.int32(0), states,
-                                                                       jnp.int32(args.chunk)).compile()
+    states = program.init(seeds)
+    chunk = program.chunk(args.chunk).lower(jnp.int32(0), states, jnp.int32(args.chunk)).compile()
     compile_s = time.perf_counter() - start
     t = jnp.int32(0)
     returns = [[] for _ in seeds]

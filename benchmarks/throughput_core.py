@@ -42,28 +42,23 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 
 def setup(hidden: tuple[int, ...], steps: int, k: int):
     """(compiled chunk, fresh states maker, compile seconds) for `k` seeds of the default preset at `hidden`."""
-    import gymnax
     import jax
     import jax.numpy as jnp
 
     from cartpole_dqn.config import preset
-    from cartpole_dqn.core import loop
-    from cartpole_dqn.core.networks import Network
+    from cartpole_dqn.envs import Rule
+    from cartpole_dqn.program import build
 
     cfg = preset("default", hidden=hidden, eval_every=0, learning_starts=500, max_steps=steps,
                  max_episodes=1_000_000)
-    env, params = gymnax.make("CartPole-v1")
-    task = loop.Task(env, params, threshold=1e9, window=100)
-    net = Network(env.observation_space(params).shape[0], env.num_actions, cfg.hidden, cfg.dueling, cfg.noisy,
-                  cfg.layer_norm, cfg.noisy_sigma0)
-    init = jax.jit(jax.vmap(lambda s: loop.init_seed(cfg, net, task, s)))
+    program = build(cfg, Rule("never", "CartPole-v1", 1e9, 100))    # no seed stops early
 
     def fresh():
-        return jnp.int32(0), jax.block_until_ready(init(jnp.arange(k)))
+        return jnp.int32(0), jax.block_until_ready(program.init(list(range(k))))
 
     t, states = fresh()
     start = time.perf_counter()
-    compiled = jax.jit(loop.make_chunk(cfg, net, task, CHUNK)).lower(t, states, jnp.int32(CHUNK)).compile()
+    compiled = program.chunk(CHUNK).lower(t, states, jnp.int32(CHUNK)).compile()
     return compiled, fresh, time.perf_counter() - start
 
 

@@ -36,7 +36,7 @@ def test_a_run_leaves_a_full_checkpoint(run):
                 "state.agent.epsilon", "state.key", "state.env_state.theta", "state.memory.obs", "state.recent",
                 "scores.0.returns"):
         assert key in arrays, key
-    assert meta["steps"] == 400 and meta["format_version"] == 2
+    assert meta["steps"] == 400 and meta["format_version"] == 3
     assert arrays["state.memory.pos"].tolist() == [100] and arrays["state.memory.size"].tolist() == [300]
     assert arrays["state.memory.obs"].shape == (1, 300, 4)
     assert meta["envs"] is None                  # CartPole runs inside the program: its state is an array above
@@ -94,7 +94,7 @@ def test_another_format_version_is_named(run, tmp_path):
     (tmp_path / "checkpoint").mkdir()
     meta = json.loads((run / "checkpoint" / "meta.json").read_text())
     (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
-    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 2"):
+    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 3"):
         load_checkpoint(tmp_path / "checkpoint")
     (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
     with pytest.raises(CheckpointError, match="format version 1 .the PyTorch trainer's"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cartpole_dqn.config import preset
-from cartpole_dqn.core import agent, loop, replay
+from cartpole_dqn.core import agent, hyper, loop, replay
 from cartpole_dqn.core.networks import Network
 
 
@@ -53,11 +53,15 @@ def test_double_dqn_lets_the_online_net_choose_and_the_target_net_value():
     np.testing.assert_allclose(agent.td_target(NET, online, target, b, double=False), [1 + 0.5 * 7])
 
 
+def _signal(cfg, reward, terminated, truncated):
+    return agent.learning_signal(cfg, hyper.of(cfg), reward, terminated, truncated)
+
+
 def test_truncation_bootstraps_but_the_classic_preset_treats_it_as_failure():
     r, te, tr = jnp.ones(3), jnp.array([False, True, False]), jnp.array([False, False, True])
-    stored, nb = agent.learning_signal(preset("sample-efficient"), r, te, tr)
+    stored, nb = _signal(preset("sample-efficient"), r, te, tr)
     assert stored.tolist() == [1, 1, 1] and nb.tolist() == [False, True, False]
-    stored, nb = agent.learning_signal(preset("classic"), r, te, tr)
+    stored, nb = _signal(preset("classic"), r, te, tr)
     assert stored.tolist() == [1, -1, -1] and nb.tolist() == [False, True, True]
     # The classic target of a failed step is the negated reward itself: -1.
     t = _table([[4.0, 4.0]])
@@ -72,7 +76,7 @@ def test_truncation_bootstraps_but_the_classic_preset_treats_it_as_failure():
 ])
 def test_td_loss_is_quadratic_within_huber_delta_and_linear_beyond(loss, delta, expected):
     cfg = preset("sample-efficient", loss=loss, huber_delta=delta)
-    value = agent.td_loss(cfg, jnp.zeros(3), jnp.array([0.5, 3.0, 10.0]), jnp.ones(3))
+    value = agent.td_loss(cfg, hyper.of(cfg), jnp.zeros(3), jnp.array([0.5, 3.0, 10.0]), jnp.ones(3))
     assert float(value) == pytest.approx(expected, rel=1e-6)
 
 
@@ -128,15 +132,15 @@ def test_polyak_target_follows_the_online_network_by_tau():
 
 def test_reward_clipping_is_an_explicit_switch():
     r, no = jnp.array([5.0, -3.0, 0.5]), jnp.zeros(3, bool)
-    assert agent.learning_signal(preset("sample-efficient"), r, no, no)[0].tolist() == [5.0, -3.0, 0.5]
-    assert agent.learning_signal(preset("sample-efficient", reward_clip=1.0), r, no, no)[0].tolist() == [1.0, -1.0, 0.5]
+    assert _signal(preset("sample-efficient"), r, no, no)[0].tolist() == [5.0, -3.0, 0.5]
+    assert _signal(preset("sample-efficient", reward_clip=1.0), r, no, no)[0].tolist() == [1.0, -1.0, 0.5]
 
 
 def test_learning_rate_is_constant_unless_a_decay_is_set():
     cfg = preset("sample-efficient", lr=1e-3)
-    assert float(agent.learning_rate(cfg, jnp.int32(10_000))) == pytest.approx(1e-3)
+    assert float(agent.learning_rate(hyper.of(cfg), jnp.int32(10_000))) == pytest.approx(1e-3)
     cfg = preset("sample-efficient", lr=1e-3, lr_end=1e-4, lr_decay_steps=1000)
-    rates = [float(agent.learning_rate(cfg, jnp.int32(t))) for t in (0, 500, 1000, 5000)]
+    rates = [float(agent.learning_rate(hyper.of(cfg), jnp.int32(t))) for t in (0, 500, 1000, 5000)]
     assert rates == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4], rel=1e-5)
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cartpole_dqn.core import evaluate, loop
-from cartpole_dqn.core.envs import make_twin
+from cartpole_dqn.core.twins import make_twin
 from cartpole_dqn.core.networks import Network
 
 ENV, PARAMS = make_twin("CartPole-v1")

@@ -11,7 +11,7 @@ import pytest
 
 from cartpole_dqn.config import ConfigError, preset
 from cartpole_dqn.core import agent as agent_lib
-from cartpole_dqn.core import loop, pqn
+from cartpole_dqn.core import hyper, loop, pqn
 from cartpole_dqn.core.networks import Network
 
 
@@ -51,7 +51,7 @@ def test_lambda_returns_equal_a_direct_computation(lam):
     end = rng.random((t, e)) < 0.3
     terminal = end & (rng.random((t, e)) < 0.5)
     cfg = preset("pqn", gamma=0.9, q_lambda=lam)
-    g = pqn.lambda_returns(cfg, Table(1, 2, (1,)), {"table": jnp.asarray(values)},
+    g = pqn.lambda_returns(hyper.of(cfg), Table(1, 2, (1,)), {"table": jnp.asarray(values)},
                            _rollout(next_state, reward, terminal, end))
     v = values.max(axis=1)
     for j in range(e):
@@ -67,7 +67,7 @@ def test_a_time_limit_cut_off_bootstraps_and_a_termination_does_not():
     # Row 0 ends an episode whose last state is 1; row 1 is the next episode's first step, worth 100 later.
     roll = _rollout([[1, 1], [2, 2]], [[1.0, 1.0], [0.0, 0.0]], [[False, True], [False, False]],
                     [[True, True], [False, False]])
-    g = pqn.lambda_returns(cfg, Table(1, 2, (1,)), {"table": values}, roll)
+    g = pqn.lambda_returns(hyper.of(cfg), Table(1, 2, (1,)), {"table": values}, roll)
     assert g[0].tolist() == [1.0 + 0.5 * 10.0, 1.0]
 
 
@@ -93,7 +93,7 @@ def test_the_update_moves_q_towards_the_lambda_targets():
                                                                                        jnp.float32),
                        jnp.zeros((8, 4), bool), jnp.ones((8, 4), bool), jnp.int32(8))   # one-step episodes
     agent = agent_lib.init(cfg, net, jax.random.PRNGKey(0))
-    y = pqn.lambda_returns(cfg, net, agent.params, roll)
+    y = pqn.lambda_returns(hyper.of(cfg), net, agent.params, roll)
 
     def error(params):
         q = jnp.take_along_axis(net.apply(params, roll.obs), roll.action[..., None], axis=-1)[..., 0]

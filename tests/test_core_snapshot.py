@@ -10,7 +10,7 @@ from safetensors.numpy import load, save
 
 from cartpole_dqn.config import preset
 from cartpole_dqn.core import loop, snapshot
-from cartpole_dqn.core.envs import make_twin
+from cartpole_dqn.core.twins import make_twin
 from cartpole_dqn.core.networks import Network
 
 CFG = preset("sample-efficient", hidden=(16, 16), learning_starts=32, batch_size=8, buffer_size=1000, prioritized=True)

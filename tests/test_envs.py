@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cartpole_dqn.config import Config, ConfigError, preset
-from cartpole_dqn.envs import RULES, check_spaces, make_envs, observation_size, resolve_rule, step_envs
+from cartpole_dqn.envs import RULES, check_spaces, make_envs, env_sizes, resolve_rule, step_envs
 
 
 def test_rules_follow_metrics_md():
@@ -33,9 +33,9 @@ def test_rule_sets_the_environment_and_solve_score_overrides():
 
 def test_unsupported_environments_are_refused_with_the_reason():
     with pytest.raises(ConfigError, match="unknown environment 'CartPole-v9'.*did you mean"):
-        observation_size("CartPole-v9")
+        env_sizes("CartPole-v9")
     with pytest.raises(ConfigError, match="Box actions: only Discrete"):
-        observation_size("Pendulum-v1")
+        env_sizes("Pendulum-v1")
     import gymnasium as gym
 
     env = gym.make("CartPole-v1")
@@ -78,4 +78,4 @@ def test_an_environment_missing_its_extra_says_which(monkeypatch):
     for name in [m for m in sys.modules if m.startswith("gymnasium.envs.box2d")]:
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ConfigError, match=r"LunarLander-v3.*box2d"):
-        observation_size("LunarLander-v3")
+        env_sizes("LunarLander-v3")

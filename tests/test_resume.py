@@ -1,7 +1,6 @@
 """Resuming a run: interrupted after any step and resumed, it gives exactly the uninterrupted run's files."""
 
 import csv
-import importlib
 import json
 import os
 import signal
@@ -12,12 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from cartpole_dqn import resume, train
+from cartpole_dqn import checkpoint, driver, parts, program, resume, train
 from cartpole_dqn.checkpoint import CheckpointError, load_model
 from cartpole_dqn.config import ConfigError
+from cartpole_dqn.train import restored
 from tests.conftest import run_cli, tiny
-
-train_module = importlib.import_module("cartpole_dqn.train")   # the package's `train` is the function
 
 
 def _rows(path, drop=("wall_seconds",)):
@@ -27,17 +25,17 @@ def _rows(path, drop=("wall_seconds",)):
 def _interrupt_at(monkeypatch, step: int, chunk: int = 100) -> None:
     """Send this process SIGINT while the chunk that reaches env step `step` is logged, as Ctrl-C would (the
     loop's own handler catches it and stops at the chunk's end). Chunks of `chunk` steps put the cut anywhere."""
-    monkeypatch.setattr(train_module, "CHUNK_STEPS", chunk)
-    real = train_module.Run._log
+    monkeypatch.setattr(driver, "CHUNK_STEPS", chunk)
+    real = parts.Scores.on_chunk
     sent = []
 
-    def log(self, records, t0, *args):
-        if not sent and t0 + len(records.ended) >= step:
-            sent.append(t0)
+    def log(self, run, chunk):
+        if not sent and chunk.steps[-1] >= step:
+            sent.append(chunk.t0)
             os.kill(os.getpid(), signal.SIGINT)
-        return real(self, records, t0, *args)
+        return real(self, run, chunk)
 
-    monkeypatch.setattr(train_module.Run, "_log", log)
+    monkeypatch.setattr(parts.Scores, "on_chunk", log)
 
 
 def _same_run(a, b, seeds=(None,)):
@@ -91,10 +89,10 @@ def test_a_larger_budget_on_resume_continues_the_run(tmp_path):
 def test_save_every_writes_checkpoints_during_training(tmp_path, monkeypatch):
     """A checkpoint after each chunk in which a seed's episode count reached a multiple of save_every, and the
     last one at the end."""
-    monkeypatch.setattr(train_module, "CHUNK_STEPS", 50)
+    monkeypatch.setattr(driver, "CHUNK_STEPS", 50)
     saved = []
-    real = train_module.Run.checkpoint
-    monkeypatch.setattr(train_module.Run, "checkpoint", lambda self, *a: saved.append(self.t) or real(self, *a))
+    real = checkpoint.save_run
+    monkeypatch.setattr(checkpoint, "save_run", lambda run: saved.append(run.t) or real(run))
     train(tiny(max_steps=600, save_every=5), tmp_path / "r", verbose=False)
     steps = [int(r["env_steps"]) for r in _rows(tmp_path / "r" / "scores.csv")]
     due = {-(-s // 50) * 50 for n, s in enumerate(steps, 1) if n % 5 == 0} - {600}
@@ -137,15 +135,16 @@ def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(t
 def test_a_resume_that_restarts_the_episodes_cuts_their_n_step_returns(tmp_path, monkeypatch):
     """Where a host environment's state cannot be restored, the unfinished episodes restart: the memory must not
     chain the new episodes' first steps onto the abandoned ones."""
-    monkeypatch.setattr(train_module, "has_twin", lambda env: False)     # CartPole played by gymnasium
+    monkeypatch.setattr(program, "has_twin", lambda env: False)     # CartPole played by gymnasium
     cfg = tiny(max_steps=900, n_step=3)
     _interrupt_at(monkeypatch, 500)
     assert train(cfg, tmp_path / "cut", verbose=False).interrupted
-    monkeypatch.setattr(train_module, "env_state_exact", lambda env: False)
-    run = train_module.Run.resume(tmp_path / "cut", verbose=False)
+    monkeypatch.setattr(checkpoint, "env_state_exact", lambda env: False)
+    run = restored(tmp_path / "cut", verbose=False)
+    run.program.close()
     assert np.asarray(run.states.memory.episode_steps).ravel().tolist() == [0]
-    assert np.asarray(run.states.ep_length).ravel().tolist() == [0] and run.host_actions is None
-    monkeypatch.setattr(train_module, "env_state_exact", lambda env: True)
+    assert np.asarray(run.states.ep_length).ravel().tolist() == [0]
+    monkeypatch.setattr(checkpoint, "env_state_exact", lambda env: True)
     result = resume(tmp_path / "cut", verbose=False)
     assert result.summaries[0]["env_steps"] == 900
 
@@ -155,7 +154,7 @@ def test_a_host_task_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch,
     """A task gymnasium plays on the host (called back once per vector step) resumes exactly too, with one or
     several environments per seed: the environments' physics and generators and the next actions are in the
     checkpoint."""
-    monkeypatch.setattr(train_module, "has_twin", lambda env: False)
+    monkeypatch.setattr(program, "has_twin", lambda env: False)
     cfg = tiny(max_steps=700, seeds=2, eval_every=350, eval_episodes=2, num_envs=envs)
     full = train(cfg, tmp_path / "full", verbose=False)
     _interrupt_at(monkeypatch, 300, chunk=70)
@@ -169,11 +168,12 @@ def test_a_host_task_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch,
 def test_a_host_seed_woken_by_a_larger_budget_starts_from_its_environment_as_it_is(tmp_path, monkeypatch):
     """A frozen seed's gymnasium environment went on stepping beside the others; woken by a larger budget, the seed
     must act on that environment's real state, not on the observation it froze with."""
-    monkeypatch.setattr(train_module, "has_twin", lambda env: False)
+    monkeypatch.setattr(program, "has_twin", lambda env: False)
     train(tiny(seeds=2, max_episodes=5, max_steps=5000), tmp_path / "h", verbose=False)
-    run = train_module.Run.resume(tmp_path / "h", max_episodes=8, verbose=False)
-    for i, env in enumerate(run.envs.envs):
+    run = restored(tmp_path / "h", max_episodes=8, verbose=False)
+    for i, env in enumerate(run.program.envs.envs):
         np.testing.assert_allclose(np.asarray(run.states.obs[i, 0]), env.unwrapped.state, rtol=1e-6)
+    run.program.close()
     assert np.asarray(run.states.ep_length).ravel().tolist() == [0, 0]
     result = resume(tmp_path / "h", max_episodes=8, verbose=False)
     assert [s["episodes"] for s in result.summaries] == [8, 8]

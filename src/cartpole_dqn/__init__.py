@@ -12,7 +12,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"  # first: the modules below record it in what they write
+from .version import __version__
 
 # Public name -> the module that defines it.
 _API: dict[str, str] = {

@@ -13,20 +13,30 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+import jax
 import jax.numpy as jnp
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_np_load
 from safetensors.numpy import save as st_np_save
 
+from .config import Config, ConfigError, from_dict, to_dict
+from .core import snapshot
 from .core.networks import Network, Params
+from .envs import env_sizes
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .driver import Training
 
 MODEL_FORMAT_VERSION = 2        # model files: 1 was the PyTorch trainer's, which load_model still reads
-CHECKPOINT_FORMAT_VERSION = 2   # checkpoint folders: the JAX core's state pytree (1, the PyTorch trainer's, is refused)
+# Checkpoint folders: 3 holds the numeric hyperparameters and the next actions in the state pytree; 2 (without
+# them) and 1 (the PyTorch trainer's) are refused.
+CHECKPOINT_FORMAT_VERSION = 3
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -173,7 +183,9 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str
         raise CheckpointError(f"{str(meta_path)!r} is not a checkpoint description (truncated or corrupted?)")
     version = meta.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
-        old = " (the PyTorch trainer's; retrain, or resume it with cartpole-dqn 0.1)" if version == 1 else ""
+        old = {1: " (the PyTorch trainer's; retrain, or resume it with cartpole-dqn 0.1)",
+               2: " (cartpole-dqn before hyperparameters became data; retrain, or resume it with the version that "
+                  "wrote it)"}.get(version, "")
         raise CheckpointError(f"{str(folder)!r} is a checkpoint of format version {version}{old}; this "
                               f"cartpole-dqn reads version {CHECKPOINT_FORMAT_VERSION}")
     name = meta.get("tensors")
@@ -192,6 +204,73 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str
     except (SafetensorError, ValueError) as e:  # pragma: no cover - the checksum catches damage first
         raise CheckpointError(f"{str(path)!r} is not a valid safetensors file: {e}") from None
     return arrays, meta
+
+
+# ------------------------------------------------------------------------------------------ run checkpoints ---
+# What a training run's checkpoint holds. Tensors: `state.<path>` (the seeds' state pytree by key path: networks,
+# optimizer moments, replay memory or rollout, environments, keys, hyperparameters, next actions) and
+# `scores.<seed index>.<name>` (each seed's score log). meta.json: the configuration, the environment's sizes, the
+# clock (`steps`), wall and compile seconds, when each seed stopped and solved, and a host task's gymnasium
+# environment states.
+
+def save_run(run: Training) -> None:
+    """Write everything `run` needs to continue into OUT/checkpoint (atomically)."""
+    arrays = {f"state.{name}": a for name, a in snapshot.to_arrays(run.states).items()}
+    for i, log in enumerate(run.logs):
+        for name, a in log.arrays().items():
+            arrays[f"scores.{i}.{name}"] = a
+    cfg, net, envs = run.cfg, run.program.net, run.program.envs
+    learning = cfg.buffer_size >= cfg.learning_starts
+    meta = {"cartpole_dqn_version": __version__, "config": to_dict(cfg), "env": cfg.env,
+            "obs_size": net.obs_size, "n_actions": net.n_actions, "seeds": cfg.seed_list, "steps": run.t,
+            "learn_steps": max(0, run.t - cfg.learning_starts + 1) if learning else 0,
+            "updates": np.asarray(run.states.agent.updates).tolist(), "wall": run.seconds(),
+            "compile_seconds": run.compile_seconds, "stopped_wall": run.stopped_wall.tolist(),
+            "solved_at": [log.solved_at for log in run.logs],
+            "eval_solved_at": [log.eval_solved_at for log in run.logs],
+            "envs": None if envs is None else [env_state(e) for e in envs.envs]}
+    save_checkpoint(run.out / CHECKPOINT_DIR, arrays, meta)
+
+
+def load_run(out: Path) -> tuple[Config, dict[str, np.ndarray], dict[str, Any]]:
+    """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint."""
+    arrays, meta = load_checkpoint(out / CHECKPOINT_DIR)
+    try:
+        cfg = from_dict(meta["config"])
+    except (ConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"the checkpoint in {str(out)!r} holds no usable configuration: {e}") from None
+    sizes = env_sizes(cfg.env)
+    if (meta.get("obs_size"), meta.get("n_actions")) != sizes:
+        raise CheckpointError(f"the checkpoint in {str(out)!r} was made for {meta.get('obs_size')} observations "
+                              f"and {meta.get('n_actions')} actions; {cfg.env} has {sizes[0]} and {sizes[1]}")
+    return cfg, arrays, meta
+
+
+def restore_run(run: Training, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bool:
+    """Put every part of `run` back as the checkpoint recorded it; False if a host task's environments could not
+    be restored exactly (the caller restarts their episodes). ValueError, KeyError... if the checkpoint does not
+    fit the run."""
+    from .scores import ScoreLog
+
+    k = run.cfg.seeds
+    if len(meta["seeds"]) != k:
+        raise ValueError(f"it holds {len(meta['seeds'])} seeds, the configuration {k}")
+    states = {name[6:]: a for name, a in arrays.items() if name.startswith("state.")}
+    run.states = jax.device_put(snapshot.from_arrays(run.states, states), jax.tree.leaves(run.states)[0].device)
+    run.t, run.wall_before = int(meta["steps"]), float(meta["wall"])
+    run.compile_seconds = float(meta.get("compile_seconds", 0.0))
+    run.stopped_wall = np.array(meta["stopped_wall"], dtype=float)
+    run.logs = [ScoreLog.from_arrays(d, run.rule, {key: arrays[f"scores.{i}.{key}"] for key in ScoreLog.ARRAYS},
+                                     meta["solved_at"][i], meta["eval_solved_at"][i])
+                for i, d in enumerate(run.dirs)]
+    envs = run.program.envs
+    if envs is None:
+        return True
+    if not all(env_state_exact(e) and "state" in snap for e, snap in zip(envs.envs, meta["envs"])):
+        return False
+    for env, snap in zip(envs.envs, meta["envs"]):
+        set_env_state(env, snap)
+    return True
 
 
 # ----------------------------------------------------------------------------------- environment states ---

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
-from . import __version__
+from .version import __version__
 from .config import FIELDS, PRESETS, Config, allowed, build, check_bench_arguments, parse_value
 from .errors import CheckpointError, ConfigError, missing, require
 

@@ -74,7 +74,8 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise ConfigError(f"unknown environment {env_id!r}{hint}: use a registered gymnasium id") from None
 
 
-def _make_one(env_id: str):
+def make_env(env_id: str) -> gym.Env:
+    """One environment of `env_id`; a missing dependency (Box2D, say) is a ConfigError naming what to install."""
     try:
         return gym.make(env_id)
     except gym.error.DependencyNotInstalled as e:
@@ -106,15 +107,15 @@ def make_envs(env_id: str, count: int) -> gym.vector.SyncVectorEnv:
     needs to bootstrap from.
     """
     env_spec(env_id)
-    envs = gym.vector.SyncVectorEnv([lambda: _make_one(env_id) for _ in range(count)], autoreset_mode="SameStep")
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(count)], autoreset_mode="SameStep")
     check_spaces(envs, env_id)
     return envs
 
 
-def observation_size(env_id: str) -> tuple[int, int]:
+def env_sizes(env_id: str) -> tuple[int, int]:
     """(observation size, number of actions) of `env_id`, checked."""
     env_spec(env_id)
-    env = _make_one(env_id)
+    env = make_env(env_id)
     try:
         return check_spaces(env, env_id)
     finally:

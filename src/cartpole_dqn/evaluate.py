@@ -24,11 +24,11 @@ import numpy as np
 
 from .checkpoint import load_model
 from .core import evaluate as core_evaluate
-from .core.envs import has_twin, make_twin
+from .core.twins import has_twin, make_twin
 from .core.loop import Task
 from .core.networks import Network, Params
 from .errors import CheckpointError, ConfigError, require
-from .envs import FINAL_EVAL_SEED_BASE, make_envs, observation_size
+from .envs import FINAL_EVAL_SEED_BASE, make_envs, env_sizes
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,7 +137,7 @@ def load(path: str | Path) -> Policy:
             raise CheckpointError(f"{str(f)!r} differs from {str(files[0])!r} in environment or architecture")
     env_id = first.get("env")
     try:
-        sizes = observation_size(env_id)
+        sizes = env_sizes(env_id)
     except ConfigError as e:
         raise CheckpointError(f"{str(files[0])!r} was trained on {env_id!r}, which cannot be made here: {e}") \
             from None

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import optax
 
 from ..config import Config
+from . import hyper as hyper_lib
+from .hyper import Hyper
 from .networks import Network, Params
 from .replay import Batch
 
@@ -22,6 +24,7 @@ class AgentState(NamedTuple):
     opt_state: optax.OptState
     epsilon: jax.Array
     updates: jax.Array        # gradient steps taken (target syncs count them)
+    hyper: Hyper              # its numeric hyperparameters, data rather than constants of the program
 
 
 def optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -31,19 +34,19 @@ def optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.chain(*clip, optax.scale_by_adam(eps=cfg.adam_eps))
 
 
-def learning_rate(cfg: Config, env_steps: jax.Array) -> jax.Array:
-    """Constant, or linear from lr to lr_end over lr_decay_steps env steps."""
-    if cfg.lr_end is None:
-        return jnp.float32(cfg.lr)
-    return optax.linear_schedule(cfg.lr, cfg.lr_end, cfg.lr_decay_steps)(env_steps)
+def learning_rate(h: Hyper, env_steps: jax.Array) -> jax.Array:
+    """Linear from lr to lr_end over lr_decay_steps env steps (constant when they are equal)."""
+    return hyper_lib.linear(h.lr, h.lr_end, h.lr_decay_steps, env_steps)
 
 
-def init(cfg: Config, net: Network, key: jax.Array) -> AgentState:
+def init(cfg: Config, net: Network, key: jax.Array, h: Hyper | None = None) -> AgentState:
+    """A fresh agent; its hyperparameters are `cfg`'s unless `h` gives others."""
+    h = hyper_lib.of(cfg) if h is None else h
     params = net.init(key, cfg.init)
     # A copy, not the same arrays: the training program updates its state in place (donated buffers), and one
     # buffer passed twice cannot be donated.
     target = jax.tree.map(jnp.copy, params)
-    return AgentState(params, target, optimizer(cfg).init(params), jnp.float32(cfg.epsilon_start), jnp.int32(0))
+    return AgentState(params, target, optimizer(cfg).init(params), h.epsilon_start, jnp.int32(0), h)
 
 
 def act(net: Network, params: Params, obs: jax.Array, epsilon: jax.Array, key: jax.Array,
@@ -70,10 +73,10 @@ def td_target(net: Network, online: Params, target: Params, batch: Batch, double
     return jax.lax.stop_gradient(batch.reward + batch.discount * v_next)
 
 
-def td_loss(cfg: Config, q: jax.Array, y: jax.Array, weight: jax.Array) -> jax.Array:
+def td_loss(cfg: Config, h: Hyper, q: jax.Array, y: jax.Array, weight: jax.Array) -> jax.Array:
     """Huber (quadratic within huber_delta, linear beyond) or squared error, importance-weighted, batch mean."""
     if cfg.loss == "huber":
-        elementwise = optax.huber_loss(q, y, delta=cfg.huber_delta)
+        elementwise = optax.huber_loss(q, y, delta=h.huber_delta)
     else:
         elementwise = (q - y) ** 2
     return (weight * elementwise).mean()
@@ -114,7 +117,7 @@ def gradient_step(cfg: Config, net: Network, agent: AgentState, obs: jax.Array, 
     def loss_fn(params):
         q_all = net.apply(params, obs, key)
         q = jnp.take_along_axis(q_all, action[:, None], axis=-1)[:, 0]
-        return td_loss(cfg, q, y, weight), q
+        return td_loss(cfg, agent.hyper, q, y, weight), q
 
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(agent.params)
     steps, opt_state = optimizer(cfg).update(grads, agent.opt_state, agent.params)
@@ -122,16 +125,16 @@ def gradient_step(cfg: Config, net: Network, agent: AgentState, obs: jax.Array, 
     updates = agent.updates + 1
     if cfg.target_update_interval > 0:
         due = updates % cfg.target_update_interval == 0
-        synced = optax.incremental_update(params, agent.target, cfg.tau)
+        synced = optax.incremental_update(params, agent.target, agent.hyper.tau)
         target = jax.tree.map(lambda new, old: jnp.where(due, new, old), synced, agent.target)
     else:
         target = params                     # no target network (the article, PQN): bootstrap from the online one
     td = y - q
-    return (AgentState(params, target, opt_state, agent.epsilon, updates),
+    return (AgentState(params, target, opt_state, agent.epsilon, updates, agent.hyper),
             {"loss": loss, "q": q.mean(), "td": jnp.abs(td).mean(), "td_error": td})
 
 
-def learning_signal(cfg: Config, reward: jax.Array, terminated: jax.Array,
+def learning_signal(cfg: Config, h: Hyper, reward: jax.Array, terminated: jax.Array,
                     truncated: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(reward to store, no-bootstrap flag) for one step's outcome.
 
@@ -142,6 +145,6 @@ def learning_signal(cfg: Config, reward: jax.Array, terminated: jax.Array,
     done = terminated | truncated
     if cfg.reward_clip > 0:
         reward = jnp.clip(reward, -cfg.reward_clip, cfg.reward_clip)
-    reward = reward * cfg.reward_scale
+    reward = reward * h.reward_scale
     stored = jnp.where(done, -reward, reward) if cfg.negate_final_reward else reward
     return stored, (done if cfg.terminal_on_truncation else terminated)

@@ -10,7 +10,7 @@ environments are the seed's episodes in the order they finish (environment order
 solves or spends its budget freezes at that episode: its state no longer changes, so what the driver writes
 describes the agent at that moment. Each step emits a record per seed; the driver keeps the episodes marked
 `ended` and writes them to scores.csv between chunks. A task without a JAX twin runs the same step with
-gymnasium's environments called back from inside the program (`make_host_chunk`).
+gymnasium's environments called back from inside the program.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from jax.experimental import io_callback
 
 from ..config import Config
 from . import agent as agent_lib
+from . import hyper as hyper_lib
 from . import pqn, replay
+from .hyper import Hyper
 from .networks import Network
 
 
@@ -43,6 +45,8 @@ class SeedState(NamedTuple):
     solved: jax.Array
     active: jax.Array
     stopped_at: jax.Array     # env steps when the seed froze
+    action: jax.Array         # [E] the actions chosen for the next step (a host task's environments wait on them)
+    env_key: jax.Array        # [E] the keys the next step's environments use
 
 
 class Record(NamedTuple):
@@ -70,11 +74,12 @@ class Task(NamedTuple):
     window: int
 
 
-def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array,
-              obs: jax.Array | None = None) -> SeedState:
-    """Seed `seed`'s starting state: every random number it will use descends from PRNGKey(seed) alone, so a
-    seed's run is the same whatever runs beside it. A task played on the host (`task.env` None) passes the first
-    observations [E, obs] its gymnasium environments gave."""
+def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array, obs: jax.Array | None = None,
+              h: Hyper | None = None) -> SeedState:
+    """Seed `seed`'s starting state, its first actions chosen: every random number it will use descends from
+    PRNGKey(seed) alone, so a seed's run is the same whatever runs beside it. A task played on the host
+    (`task.env` None) passes the first observations [E, obs] its gymnasium environments gave; `h` replaces the
+    hyperparameters `cfg` sets."""
     key = jax.random.PRNGKey(seed)
     key, k_net, k_env = jax.random.split(key, 3)
     e = cfg.num_envs
@@ -87,9 +92,10 @@ def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array,
     else:
         memory = replay.init(cfg.buffer_size, net.obs_size, e, cfg.prioritized)
     f = jnp.float32
-    return SeedState(agent_lib.init(cfg, net, k_net), memory, env_state, jnp.asarray(obs, f), key, jnp.zeros(e),
-                     jnp.zeros(e, jnp.int32), jnp.zeros((e, 3)), jnp.zeros(e), jnp.int32(0),
-                     jnp.zeros(task.window), jnp.bool_(False), jnp.bool_(True), jnp.int32(0))
+    s = SeedState(agent_lib.init(cfg, net, k_net, h), memory, env_state, jnp.asarray(obs, f), key, jnp.zeros(e),
+                  jnp.zeros(e, jnp.int32), jnp.zeros((e, 3)), jnp.zeros(e), jnp.int32(0), jnp.zeros(task.window),
+                  jnp.bool_(False), jnp.bool_(True), jnp.int32(0), jnp.zeros(e, jnp.int32), env_keys(k_env, e))
+    return choose(cfg, net, s)
 
 
 def env_keys(key: jax.Array, num_envs: int) -> jax.Array:
@@ -122,13 +128,14 @@ def observe(cfg: Config, s: SeedState, action: jax.Array, reward: jax.Array, ter
     seed)."""
     reward = reward.astype(jnp.float32)
     done = terminated | truncated
-    stored, no_bootstrap = agent_lib.learning_signal(cfg, reward, terminated, truncated)
+    h = s.agent.hyper
+    stored, no_bootstrap = agent_lib.learning_signal(cfg, h, reward, terminated, truncated)
     final_obs = final_obs.astype(jnp.float32)
     if cfg.algo == "pqn":
         memory = pqn.store(s.memory, s.obs, action, stored, final_obs, no_bootstrap, done, write=s.active)
     else:
-        memory = replay.add(s.memory, s.obs, action, stored, final_obs, no_bootstrap, done, gamma=cfg.gamma,
-                            n_step=cfg.n_step, alpha=cfg.priority_alpha, write=s.active)
+        memory = replay.add(s.memory, s.obs, action, stored, final_obs, no_bootstrap, done, gamma=h.gamma,
+                            n_step=cfg.n_step, alpha=h.priority_alpha, write=s.active)
     # The memory has honoured `active` itself; only what the step moves is selected here.
     env_state, obs, ep_return, ep_length = _select(
         s.active, (env_state, next_obs.astype(jnp.float32), s.ep_return + reward, s.ep_length + 1),
@@ -139,9 +146,10 @@ def observe(cfg: Config, s: SeedState, action: jax.Array, reward: jax.Array, ter
 def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array, learner: jax.Array) -> SeedState:
     """DQN: `due` replays (each a sampled batch and an optimizer step); seeds that are not `learner` stay as they
     were."""
-    lr = agent_lib.learning_rate(cfg, t)
+    h = s.agent.hyper
+    lr = agent_lib.learning_rate(h, t)
     # PER's beta anneals to 1 over the step budget, so the bias correction is complete at the end.
-    beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * jnp.minimum(1.0, t / cfg.max_steps)
+    beta = hyper_lib.linear(h.priority_beta, 1.0, cfg.max_steps, t)
 
     def one(_, carry):
         agent, memory, key, stat_sum, stat_count = carry
@@ -149,8 +157,8 @@ def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array,
         batch = replay.sample(memory, k_sample, cfg.batch_size, replacement=cfg.replacement, beta=beta)
         new, stats = agent_lib.update(cfg, net, agent, batch, lr, k_update)
         if cfg.prioritized:
-            memory = replay.update_priorities(memory, batch.index, stats["td_error"], alpha=cfg.priority_alpha,
-                                              eps=cfg.priority_eps, write=learner)
+            memory = replay.update_priorities(memory, batch.index, stats["td_error"], alpha=h.priority_alpha,
+                                              eps=h.priority_eps, write=learner)
         stat_sum = stat_sum + learner * jnp.stack([stats["loss"], stats["q"], stats["td"]])
         return _select(learner, new, agent), memory, key, stat_sum, stat_count + learner
 
@@ -162,7 +170,7 @@ def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array,
 def learn_rollout(cfg: Config, net: Network, s: SeedState, t: jax.Array, learner: jax.Array) -> SeedState:
     """PQN: learn from the full rollout and start the next one; seeds that are not `learner` stay as they were."""
     key, k_update = jax.random.split(s.key)
-    agent, stats = pqn.update(cfg, net, s.agent, s.memory, agent_lib.learning_rate(cfg, t), k_update)
+    agent, stats = pqn.update(cfg, net, s.agent, s.memory, agent_lib.learning_rate(s.agent.hyper, t), k_update)
     learned = s._replace(agent=agent, memory=s.memory._replace(filled=jnp.int32(0)), key=key,
                          stat_sum=s.stat_sum + jnp.stack([stats["loss"], stats["q"], stats["td"]]),
                          stat_count=s.stat_count + 1)
@@ -173,10 +181,11 @@ def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: 
                t: jax.Array) -> tuple[SeedState, Record]:
     """Epsilon for the next step, then the episodes that ended (if any), in environment order: their records,
     the solve rule, the budgets. A seed that stops at one of them does not count the episodes after it."""
+    h = s.agent.hyper
     if cfg.epsilon_schedule == "linear":
-        eps = cfg.epsilon_start + jnp.minimum(1.0, t / cfg.epsilon_decay_steps) * (cfg.epsilon_end - cfg.epsilon_start)
+        eps = hyper_lib.linear(h.epsilon_start, h.epsilon_end, h.epsilon_decay_steps, t)
     else:   # the article: decays once per replay, per seed
-        eps = jnp.where(updated, jnp.maximum(s.agent.epsilon * cfg.epsilon_decay_rate, cfg.epsilon_end),
+        eps = jnp.where(updated, jnp.maximum(s.agent.epsilon * h.epsilon_decay_rate, h.epsilon_end),
                         s.agent.epsilon)
     eps = jnp.where(s.active, eps, s.agent.epsilon).astype(jnp.float32)
     # float32 sums of the window can be off by an ulp; a window exactly at the threshold must count.
@@ -208,11 +217,13 @@ def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: 
     return s, record
 
 
-def choose(cfg: Config, net: Network, s: SeedState) -> tuple[SeedState, jax.Array, jax.Array]:
-    """The next actions [E] (epsilon-greedy, or noisy) and the keys [E] the environments' steps may use."""
+def choose(cfg: Config, net: Network, s: SeedState) -> SeedState:
+    """Choose the next actions [E] (epsilon-greedy, or noisy) and the keys [E] the environments' steps may use.
+    They are chosen at the end of a step, not the start of the next, so that a host task's next actions are part
+    of the state (and of a checkpoint)."""
     key, k_act, k_env = jax.random.split(s.key, 3)
     action = agent_lib.act(net, s.agent.params, s.obs, s.agent.epsilon, k_act, cfg.noisy)
-    return s._replace(key=key), action, env_keys(k_env, cfg.num_envs)
+    return s._replace(key=key, action=action.astype(jnp.int32), env_key=env_keys(k_env, cfg.num_envs))
 
 
 def _tick(cfg: Config, t: jax.Array) -> jax.Array:
@@ -266,66 +277,50 @@ def _first_n(step: Callable, length: int) -> Callable:
     return run
 
 
-def make_chunk(cfg: Config, net: Network, task: Task, length: int) -> Callable:
+HostStep = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+
+
+def make_chunk(cfg: Config, net: Network, task: Task, length: int, host_step: HostStep | None = None) -> Callable:
     """`chunk(t, states, n) -> ((t, states), records)`: n <= `length` vector steps (E env steps each) of every
     seed in `states` (a SeedState with a leading seed axis), records [length, K, ...] (the first n filled). Pure;
-    jit it once and call it between the driver's chores."""
-    step_envs = jax.vmap(task.env.step, (0, 0, 0, None)) if task.env is not None else None
+    jit it once and call it between the driver's chores.
 
-    def env_part(s: SeedState) -> tuple[SeedState, jax.Array]:
-        s, action, k_env = choose(cfg, net, s)
-        obs, env_state, reward, terminated, truncated, info = step_envs(k_env, s.env_state, action, task.params)
-        s = observe(cfg, s, action, reward, terminated, truncated, info["final_observation"], obs, env_state)
-        return s, terminated | truncated
+    A task without a JAX twin (`task.env` None) is played by gymnasium on the host: each step calls
+    `host_step(actions [K * E])` (an ordered `io_callback`; seed k's environments are k * E ... k * E + E - 1),
+    which returns numpy (next_obs, final_obs [K * E, obs], reward, terminated, truncated [K * E]). Everything else
+    runs compiled, and the random stream is the twin's: the same splits in the same order."""
+
+    def twin_step(states: SeedState):
+        step = jax.vmap(jax.vmap(task.env.step, (0, 0, 0, None)), (0, 0, 0, None))
+        obs, env_state, reward, terminated, truncated, info = step(states.env_key, states.env_state, states.action,
+                                                                   task.params)
+        return obs, info["final_observation"], reward, terminated, truncated, env_state
+
+    def host(actions):
+        k, e = actions.shape
+        out = host_step(np.asarray(actions).reshape(-1))
+        return tuple(np.asarray(a, dtype).reshape(k, e, *np.shape(a)[1:])
+                     for a, dtype in zip(out, (np.float32, np.float32, np.float32, bool, bool)))
+
+    def host_env_step(states: SeedState):
+        k, e, n = states.obs.shape
+        f, b = jnp.float32, jnp.bool_
+        shapes = tuple(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in
+                       (((k, e, n), f), ((k, e, n), f), ((k, e), f), ((k, e), b), ((k, e), b)))
+        return (*io_callback(host, shapes, states.action, ordered=True), states.env_state)
+
+    env_step = host_env_step if task.env is None else twin_step
 
     def step(carry, _):
         t_prev, states = carry
         t = _tick(cfg, t_prev)
-        states, done = jax.vmap(env_part)(states)
-        states, record = _learn_and_close(cfg, net, task, t_prev, t, states, done)
-        return (t, states), record
+        obs, final_obs, reward, terminated, truncated, env_state = env_step(states)
+        states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
+            cfg, states, states.action, reward, terminated, truncated, final_obs, obs, env_state)
+        states, record = _learn_and_close(cfg, net, task, t_prev, t, states, terminated | truncated)
+        return (t, jax.vmap(choose, (None, None, 0))(cfg, net, states)), record
 
     def chunk(t: jax.Array, states: SeedState, n: jax.Array):
         return _first_n(step, length)((t, states), n)
 
     return chunk
-
-
-def make_host_chunk(cfg: Config, net: Network, task: Task, length: int,
-                    step_envs: Callable) -> tuple[Callable, Callable]:
-    """For a task without a JAX twin, played by gymnasium on the host: `first(states) -> (states, actions)`, and
-    `chunk(t, states, actions, n) -> ((t, states, actions), records)`, n <= `length` vector steps as one program
-    like `make_chunk`'s. Each step calls `step_envs(actions [K * E])` on the host (an ordered `io_callback`; seed k's
-    environments are k * E ... k * E + E - 1), which returns numpy (next_obs, final_obs [K * E, obs], reward,
-    terminated, truncated [K * E]); everything else runs compiled. The random stream is the in-program chunk's:
-    the same splits in the same order."""
-
-    def first(states: SeedState) -> tuple[SeedState, jax.Array]:
-        states, actions, _ = jax.vmap(choose, (None, None, 0))(cfg, net, states)
-        return states, actions
-
-    def chunk(t: jax.Array, states: SeedState, actions: jax.Array, steps: jax.Array):
-        k, e, n = states.obs.shape
-
-        def host(actions):
-            out = step_envs(np.asarray(actions).reshape(-1))
-            return tuple(np.asarray(a, dtype).reshape(k, e, *np.shape(a)[1:])
-                         for a, dtype in zip(out, (np.float32, np.float32, np.float32, bool, bool)))
-
-        shapes = (jax.ShapeDtypeStruct((k, e, n), jnp.float32), jax.ShapeDtypeStruct((k, e, n), jnp.float32),
-                  jax.ShapeDtypeStruct((k, e), jnp.float32), jax.ShapeDtypeStruct((k, e), jnp.bool_),
-                  jax.ShapeDtypeStruct((k, e), jnp.bool_))
-
-        def step(carry, _):
-            t_prev, states, actions = carry
-            next_obs, final_obs, reward, terminated, truncated = io_callback(host, shapes, actions, ordered=True)
-            t = _tick(cfg, t_prev)
-            states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
-                cfg, states, actions, reward, terminated, truncated, final_obs, next_obs, states.env_state)
-            states, record = _learn_and_close(cfg, net, task, t_prev, t, states, terminated | truncated)
-            states, actions = first(states)
-            return (t, states, actions), record
-
-        return _first_n(step, length)((t, states, actions), steps)
-
-    return first, chunk

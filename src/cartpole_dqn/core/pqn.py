@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from ..config import Config
 from . import agent as agent_lib
+from .hyper import Hyper
 from .networks import Network, Params
 
 
@@ -54,7 +55,7 @@ def is_full(roll: Rollout) -> jax.Array:
     return roll.filled == roll.action.shape[-2]
 
 
-def lambda_returns(cfg: Config, net: Network, params: Params, roll: Rollout) -> jax.Array:
+def lambda_returns(h: Hyper, net: Network, params: Params, roll: Rollout) -> jax.Array:
     """Q(lambda) targets [T, E], computed backwards from the rollout's last row:
 
         G_t = r_t + gamma * (1 - terminal_t) * ((1 - lambda) * max_a Q(s'_t, a) + lambda * G_{t+1}),
@@ -62,11 +63,11 @@ def lambda_returns(cfg: Config, net: Network, params: Params, roll: Rollout) -> 
     where the lambda-return does not reach past the end of an episode (G_{t+1} is replaced by max_a Q(s'_t, a)
     there, and after the last row)."""
     v_next = net.apply(params, roll.next_obs).max(axis=-1)              # [T, E]
-    discount = cfg.gamma * (1.0 - roll.terminal.astype(jnp.float32))
+    discount = h.gamma * (1.0 - roll.terminal.astype(jnp.float32))
 
     def back(g_next, row):
         reward, v, discount, cut = row
-        g = reward + discount * jnp.where(cut, v, (1.0 - cfg.q_lambda) * v + cfg.q_lambda * g_next)
+        g = reward + discount * jnp.where(cut, v, (1.0 - h.q_lambda) * v + h.q_lambda * g_next)
         return g, g
 
     _, g = jax.lax.scan(back, v_next[-1], (roll.reward, v_next, discount, roll.episode_end), reverse=True)
@@ -78,7 +79,7 @@ def update(cfg: Config, net: Network, agent: agent_lib.AgentState, roll: Rollout
     """Learn from a full rollout: its Q(lambda) targets, then `epochs` passes over it in `minibatches` shuffled
     minibatches, one optimizer step each. Returns the new state and the mean loss, Q and |TD error|."""
     # ALGO LOGIC: targets once, with the network that collected the rollout; then epochs of minibatch steps.
-    y = lambda_returns(cfg, net, agent.params, roll).reshape(-1)
+    y = lambda_returns(agent.hyper, net, agent.params, roll).reshape(-1)
     obs, action = roll.obs.reshape(y.shape[0], -1), roll.action.reshape(-1)
 
     def epoch(agent, key):

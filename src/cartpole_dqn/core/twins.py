@@ -4,7 +4,7 @@ The compiled core runs a whole chunk of training -- acting, stepping the environ
 program (`jax.lax.scan` over steps, `jax.vmap` over seeds). A gymnasium environment is Python and NumPy, so it cannot
 live inside that program; a gymnax environment is pure JAX, so it can. This module names, for each gymnasium id the
 core supports, the gymnax environment that reproduces it and the parameter overrides that make the two agree
-(tests/test_core_envs.py steps both from the same states with the same actions and checks that they do).
+(tests/test_core_twins.py steps both from the same states with the same actions and checks that they do).
 
 The gymnax step API used by the core (gymnax 1.0.1):
 

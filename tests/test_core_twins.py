@@ -1,4 +1,4 @@
-"""The JAX twins (cartpole_dqn.core.envs) against gymnasium: same states and actions give the same transitions.
+"""The JAX twins (cartpole_dqn.core.twins) against gymnasium: same states and actions give the same transitions.
 
 Each transition is checked in isolation: gymnasium's internal float64 state (and its TimeLimit step count) is copied
 into a gymnax EnvState before the step, so float32 round-off never accumulates into a diverging trajectory. All the
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from gymnasium.wrappers import TimeLimit
 
-from cartpole_dqn.core.envs import TWINS, has_twin, make_twin
+from cartpole_dqn.core.twins import TWINS, has_twin, make_twin
 
 ENV_IDS = sorted(TWINS)
 

@@ -1,0 +1,256 @@
+"""The driver: compiled chunks of env steps, and between them the parts that write what a user sees.
+
+The program (program.py) runs a chunk of env steps of every seed at once and hands back one record per seed and
+step. Between chunks, and only there, the driver calls each part's hooks: score logs, progress, evaluation, plots,
+TensorBoard, checkpoints, the tuner's report and the run's results are parts (parts.py), so a new output is a new
+part, not an edit of this loop. Ctrl-C and SIGTERM stop the loop at the end of the current chunk; the parts' end
+hooks then run with the signals still caught, and every part closes what it opened, whatever happens.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Config
+from .core import loop
+from .envs import Rule
+from .program import Program
+from .scores import ScoreLog
+
+# Env steps per compiled chunk: long enough that the driver's chores cost nothing, short enough (a fraction of a
+# second on a laptop core) for a live progress bar and a prompt stop.
+CHUNK_STEPS = 1000
+
+
+@dataclass
+class Training:
+    """A run in progress: its program, the seeds' state, the clock and every seed's score log. Parts read it and
+    may ask the loop to stop (`stop_requested`)."""
+
+    program: Program
+    rule: Rule
+    out: Path                                # the run folder
+    dirs: list[Path]                         # each seed's folder (`out` itself for one seed)
+    states: loop.SeedState
+    logs: list[ScoreLog]
+    t: int = 0                               # env steps per seed (the seeds run in lockstep)
+    wall_before: float = 0.0                 # seconds of training before this process (a resumed run)
+    compile_seconds: float = 0.0
+    stopped_wall: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stop_requested: bool = False
+    interrupted: bool = False
+    started: float | None = None             # perf_counter when this process began training
+
+    @property
+    def cfg(self) -> Config:
+        return self.program.cfg
+
+    def seconds(self) -> float:
+        """Wall seconds of training so far, earlier processes included."""
+        return self.wall_before + (0.0 if self.started is None else time.perf_counter() - self.started)
+
+    def active(self) -> np.ndarray:
+        """[K] which seeds still train."""
+        return np.asarray(self.states.active)
+
+    def rolling_means(self) -> np.ndarray:
+        """[K] each seed's mean training return over its last `window` episodes (NaN before its first)."""
+        w = self.rule.window
+        return np.array([np.mean(log.returns[-w:]) if log.returns else np.nan for log in self.logs])
+
+
+@dataclass
+class Chunk:
+    """What one chunk hands the parts: its records [n, K, ...] on the host, the clock and wall seconds after each
+    of its n vector steps (wall interpolated over the chunk), and what the parts noted (seeds that solved in it, a
+    checkpoint due)."""
+
+    records: loop.Record
+    t0: int
+    steps: np.ndarray
+    wall: np.ndarray
+    solved: list[int] = field(default_factory=list)
+    checkpoint_due: bool = False
+
+
+class Part:
+    """A driver output. `every` (env steps, 0: none) asks for a chunk boundary on that grid; the hooks do nothing
+    unless overridden; `close` releases what the part opened and runs whatever happened."""
+
+    every: int = 0
+
+    def on_start(self, run: Training) -> None:
+        pass
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        pass
+
+    def on_end(self, run: Training) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def chunk_steps(cfg: Config) -> int:
+    """Vector steps of the compiled chunk: CHUNK_STEPS env steps per seed (fewer if the budget is smaller), in
+    whole vector steps of `num_envs` env steps. A call may run fewer (`steps_until`)."""
+    return loop.vector_steps(cfg, min(CHUNK_STEPS, cfg.max_steps))
+
+
+def steps_until(cfg: Config, t: int, length: int, intervals: Sequence[int]) -> int:
+    """Vector steps of the next chunk from env step t: the compiled length, or fewer so that the chunk ends at
+    the first vector step at or past the next multiple of each interval. Boundaries fall on the interval's grid
+    whatever the chunk history, so a resumed run meets them too."""
+    n = length
+    for every in intervals:
+        if every:
+            n = min(n, loop.vector_steps(cfg, (t // every + 1) * every - t))
+    return n
+
+
+def crossed(every: int, before: int, now: int) -> bool:
+    """Whether the clock passed a multiple of `every` between two chunk ends."""
+    return every > 0 and now // every > before // every
+
+
+class Stepper:
+    """Runs chunks of a program, compiled once per number of seeds in it.
+
+    Seeds that have stopped cost (nearly) nothing on a twin task: once half of the seeds in the program have
+    stopped, the program is halved and runs only active ones (a gather before each chunk and a scatter after,
+    padded with a stopped seed, so that only K, K/2, K/4, ... are ever compiled). A resize waits until the chunks
+    run since the last one took longer than that compile did, so compiling never costs more than it saves. A
+    stopped seed's state does not change, so this changes no result, only the time. A host task keeps every seed
+    in the program (its gymnasium environments are K x E)."""
+
+    def __init__(self, program: Program, length: int):
+        self.fn = program.chunk(length)
+        self.resizable = not program.on_host
+        self.compiled: dict[int, Any] = {}
+        self.compile_seconds = 0.0
+        self.size = 0
+        self.last_compile = 0.0          # seconds the last program took to compile
+        self.since_resize = 0.0          # seconds of chunks run since then
+
+    def compile(self, t: int, states: loop.SeedState) -> Any:
+        k = int(states.active.shape[0])
+        if k not in self.compiled:
+            started = time.perf_counter()
+            self.compiled[k] = self.fn.lower(jnp.int32(t), states, jnp.int32(0)).compile()
+            self.last_compile, self.since_resize = time.perf_counter() - started, 0.0
+            self.compile_seconds += self.last_compile
+            self.size = self.size or k
+        return self.compiled[k]
+
+    def run(self, t: int, states: loop.SeedState, n: int) -> tuple[int, loop.SeedState, loop.Record]:
+        started, compiled = time.perf_counter(), self.compile_seconds
+        running = np.asarray(states.active)
+        active = np.flatnonzero(running)
+        if self.resizable and self.since_resize > self.last_compile:
+            while len(active) and len(active) <= self.size // 2:
+                self.size //= 2
+        if self.size == len(running):
+            (t_next, states), records = self.compile(t, states)(jnp.int32(t), states, jnp.int32(n))
+            records = _first(records, n)
+        else:
+            idx = np.concatenate([active, np.full(self.size - len(active), np.flatnonzero(~running)[0])])
+            part = _gather(states, jnp.asarray(idx))
+            (t_next, part), part_records = self.compile(t, part)(jnp.int32(t), part, jnp.int32(n))
+            states = _scatter(states, jnp.asarray(idx), part)
+            part_records = _first(part_records, n)
+            records = jax.tree.map(lambda r: np.zeros((n, len(running), *r.shape[2:]), r.dtype), part_records)
+            for full, piece in zip(records, part_records):
+                full[:, idx] = piece
+        self.since_resize += time.perf_counter() - started - (self.compile_seconds - compiled)
+        return int(t_next), states, records
+
+
+def _first(records: loop.Record, n: int) -> loop.Record:
+    """The records of a chunk's first n steps (those it ran), on the host."""
+    return jax.tree.map(lambda r: r[:n], jax.device_get(records))
+
+
+@jax.jit
+def _gather(states: loop.SeedState, idx: jax.Array) -> loop.SeedState:
+    return jax.tree.map(lambda a: a[idx], states)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _scatter(states: loop.SeedState, idx: jax.Array, part: loop.SeedState) -> loop.SeedState:
+    return jax.tree.map(lambda a, p: a.at[idx].set(p), states, part)
+
+
+class _Stop:
+    """Turns the first Ctrl-C or SIGTERM into a request to stop after the current chunk; a second Ctrl-C
+    aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[_Stop]:
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def drive(run: Training, parts: Sequence[Part]) -> None:
+    """Train until every seed has stopped, a part asks to stop, or Ctrl-C / SIGTERM does (`run.interrupted`);
+    then the parts' end hooks. Every part is closed on every path."""
+    cfg = run.cfg
+    length = chunk_steps(cfg)
+    intervals = [p.every for p in parts if p.every]
+    with ExitStack() as stack, stop_on_signals() as stop:
+        for part in parts:
+            stack.callback(part.close)
+        run.started = time.perf_counter()
+        stepper = Stepper(run.program, length)
+        compiled_before = run.compile_seconds
+        stepper.compile(run.t, run.states)
+        run.compile_seconds = compiled_before + stepper.compile_seconds
+        for part in parts:
+            part.on_start(run)
+        while run.active().any():
+            if stop.requested or run.stop_requested:
+                run.interrupted = True
+                break
+            before, t0 = run.seconds(), run.t
+            n = steps_until(cfg, run.t, length, intervals)
+            run.t, run.states, records = stepper.run(run.t, run.states, n)
+            run.compile_seconds = compiled_before + stepper.compile_seconds
+            now = run.seconds()
+            wall = before + (now - before) * (np.arange(1, n + 1) / n)
+            steps = np.minimum(t0 + cfg.num_envs * np.arange(1, n + 1), cfg.max_steps)
+            chunk = Chunk(records, t0, steps, wall)
+            for part in parts:
+                part.on_chunk(run, chunk)
+        run.wall_before, run.started = run.seconds(), None
+        run.stopped_wall[run.active()] = run.wall_before
+        for part in parts:
+            part.on_end(run)

@@ -1,0 +1,257 @@
+"""The driver's parts: each output of a run is a small object whose hooks the loop calls between chunks.
+
+`Scores` writes the finished episodes (scores.csv) and must come first: the others read what it logged. Then, in
+the order the driver calls them: `Evaluation` (greedy episodes every eval_every env steps, eval.csv),
+`Checkpoints` (when a seed solves, every save_every episodes, at the end), `Progress` (the live bar and the solve
+lines), `Plots` (scores.png, redrawn every plot_every seconds), `TensorBoard`, `TunerReport` (the tuner's pruner
+listens here) and `Results` (the final evaluation, models and summaries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from . import checkpoint
+from .checkpoint import save_model, write_json
+from .config import Config, to_dict
+from .driver import Chunk, Part, Training, crossed
+from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule
+from .errors import missing
+from .evaluate import greedy_returns
+from .stats import aggregate_summary
+
+
+def title(cfg: Config, seed: int) -> str:
+    return f"{cfg.env} - preset {cfg.preset} - seed {seed}"
+
+
+class Scores(Part):
+    """Appends each chunk's finished episodes to the seeds' score logs, each seed's in the order they finished;
+    notes on the chunk the seeds that solved and whether a checkpoint is due. Closes the logs' files."""
+
+    def __init__(self, run: Training):
+        self.logs = run.logs
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        r, cfg = chunk.records, run.cfg
+        for j, i, e in np.argwhere(r.ended):     # step, seed, environment: each seed's episodes in order
+            log = self.logs[i]
+            solved = log.add_episode(r.ret[j, i, e], r.length[j, i, e], r.epsilon[j, i], r.loss[j, i, e],
+                                     int(chunk.steps[j]), chunk.wall[j], solved=bool(r.solved[j, i, e]))
+            if solved:
+                chunk.solved.append(int(i))
+            chunk.checkpoint_due |= solved or (cfg.save_every > 0 and len(log.returns) % cfg.save_every == 0)
+        for j, i in np.argwhere(r.stopped):
+            run.stopped_wall[i] = chunk.wall[j]
+
+    def close(self) -> None:
+        for log in self.logs:
+            log.close()
+
+
+class Evaluation(Part):
+    """Greedy episodes of every seed's current network every `eval_every` env steps, logged (eval.csv) for the
+    seeds still training or frozen at exactly this step. Evaluation n uses keys of its own, (EVAL_SEED_BASE, seed,
+    n)."""
+
+    def __init__(self, cfg: Config):
+        self.every = cfg.eval_every
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        if not crossed(self.every, chunk.t0, run.t):
+            return
+        cfg = run.cfg
+        returns = greedy_returns(run.program.net, run.states.agent.params, cfg.env, cfg.seed_list,
+                                 cfg.eval_episodes, base=EVAL_SEED_BASE, number=run.t // self.every)
+        now = run.seconds()
+        stopped_here = np.asarray(run.states.stopped_at) == run.t
+        for i in np.flatnonzero(run.active() | stopped_here):
+            run.logs[i].add_eval(run.t, now, returns[i])
+
+
+class Checkpoints(Part):
+    """Everything the loop needs to continue, in OUT/checkpoint: when a seed solves, every save_every episodes
+    of a seed, and at the end (interrupted or not)."""
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        if chunk.checkpoint_due and run.active().any():   # the last one is written at the end
+            checkpoint.save_run(run)
+
+    def on_end(self, run: Training) -> None:
+        checkpoint.save_run(run)
+
+
+class Progress(Part):
+    """A live bar on a terminal, a plain line every 10 seconds when output is a file or a pipe; a line when a seed
+    solves."""
+
+    def __init__(self, total_steps: int):
+        self.total = total_steps
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.last_line = 0.0
+        self.shown = 0
+
+    def on_start(self, run: Training) -> None:
+        self.shown = run.t
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=run.t, unit="step", dynamic_ncols=True, leave=True,
+                            smoothing=0.1)
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        cfg, k = run.cfg, run.cfg.seeds
+        for i in chunk.solved:
+            f = run.logs[i].figures()
+            who = f"seed {cfg.seed_list[i]}: " if k > 1 else ""
+            self._write(f"{who}Solved: {f['episodes_before_solve']} episodes before solve ({f['episodes']} episodes, "
+                        f"{f['steps_to_solve']} env steps, {f['seconds_to_solve']:.1f} s)")
+        lead = int(np.argmax([len(log.returns) for log in run.logs]))
+        recent = run.logs[lead].returns[-run.rule.window:]
+        now = run.seconds()
+        text = (f"ep {len(run.logs[lead].returns)} | mean100 {float(np.mean(recent)) if recent else 0.0:.1f} | "
+                f"eps {float(chunk.records.epsilon[-1, lead]):.3f} | {run.t * k / max(now, 1e-9):,.0f} steps/s")
+        if self.bar is not None:
+            if run.t - self.shown >= 200 or now - self.last_line > 0.5:
+                self.bar.update(run.t - self.shown)
+                self.shown = run.t
+                self.bar.set_postfix_str(text, refresh=False)
+                self.last_line = now
+        elif now - self.last_line >= 10.0:
+            print(f"step {run.t:,} | {text}", file=sys.stderr, flush=True)
+            self.last_line = now
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Plots(Part):
+    """scores.png of one seed in turn every `plot_every` seconds of training (0: only at the end), every seed's at
+    the end."""
+
+    def __init__(self, cfg: Config):
+        self.seconds = cfg.plot_every
+        self.next = math.inf
+        self.turn = 0
+
+    def on_start(self, run: Training) -> None:
+        self.next = run.seconds() + self.seconds
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        now = run.seconds()
+        if self.seconds and now >= self.next:
+            i = self.turn % run.cfg.seeds
+            run.logs[i].plot(title(run.cfg, run.cfg.seed_list[i]))
+            self.turn += 1
+            self.next = now + self.seconds
+
+    def on_end(self, run: Training) -> None:
+        for seed, log in zip(run.cfg.seed_list, run.logs):
+            log.plot(title(run.cfg, seed))
+
+
+class TensorBoard(Part):
+    """Live metrics for TensorBoard (tensorboardX writes the event files, no torch needed): one run per seed under
+    `OUT/tb`, scalars written when an episode ends."""
+
+    def __init__(self, run: Training):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:  # `train` checked the package; this is its import failing
+            raise missing("tensorboardX", "tensorboard", "--tensorboard") from None
+        seeds = run.cfg.seed_list
+        dirs = [run.out / "tb"] if len(seeds) == 1 else [run.out / "tb" / f"seed-{s}" for s in seeds]
+        self.writers = [SummaryWriter(str(d)) for d in dirs]
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        r, w, k = chunk.records, run.rule.window, run.cfg.seeds
+        ended = np.argwhere(r.ended)
+        for n, (j, i, e) in enumerate(ended):
+            returns = run.logs[i].returns
+            index = len(returns) - int(np.sum(ended[n:, 1] == i))   # this episode's place in the seed's log
+            steps = int(chunk.steps[j])
+            scalars = {"episode/return": r.ret[j, i, e], "episode/length": r.length[j, i, e],
+                       f"episode/rolling_mean_{w}": np.mean(returns[max(0, index + 1 - w):index + 1]),
+                       "train/epsilon": r.epsilon[j, i], "train/loss": r.loss[j, i, e], "train/mean_q": r.q[j, i, e],
+                       "train/td_error": r.td[j, i, e],
+                       "speed/env_steps_per_s": steps * k / max(chunk.wall[j], 1e-9)}
+            for name, value in scalars.items():
+                if not math.isnan(float(value)):
+                    self.writers[i].add_scalar(name, float(value), steps)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+
+# Called every `report_every` env steps with (env steps, each seed's rolling mean); True asks the loop to stop.
+Report = Callable[[int, np.ndarray], bool]
+
+
+class TunerReport(Part):
+    """Hands the tuner each seed's rolling mean every `every` env steps; a True answer stops the run as an
+    interrupt does (a pruned trial)."""
+
+    def __init__(self, report: Report, every: int):
+        self.report, self.every = report, max(1, every)
+
+    def on_chunk(self, run: Training, chunk: Chunk) -> None:
+        if crossed(self.every, chunk.t0, run.t) and self.report(run.t, run.rolling_means()):
+            run.stop_requested = True
+
+
+class Results(Part):
+    """At the end: the final greedy episodes (unless interrupted), then config.json, every seed's model and
+    summary.json, and for K seeds the aggregate summary."""
+
+    def __init__(self) -> None:
+        self.summaries: list[dict] = []
+        self.aggregate: dict | None = None
+
+    def on_end(self, run: Training) -> None:
+        cfg, k = run.cfg, run.cfg.seeds
+        net, params = run.program.net, run.states.agent.params
+        final = None
+        if cfg.final_eval_episodes and not run.interrupted:
+            final = greedy_returns(net, params, cfg.env, cfg.seed_list, cfg.final_eval_episodes,
+                                   base=FINAL_EVAL_SEED_BASE, number=0)
+        write_json(run.out / "config.json", to_dict(cfg))
+        params = jax.device_get(params)
+        stopped_at = np.where(run.active(), run.t, np.asarray(run.states.stopped_at))
+        for i, (seed, log) in enumerate(zip(cfg.seed_list, run.logs)):
+            save_model(run.dirs[i] / "model.safetensors", net, jax.tree.map(lambda a: a[i], params),
+                       {"env": cfg.env, "seed": seed})
+            seed_cfg = dataclasses.replace(cfg, seed=seed, seeds=1)
+            if k > 1:
+                write_json(run.dirs[i] / "config.json", to_dict(seed_cfg))
+            summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": rule_dict(run.rule),
+                       **log.figures(), "env_steps": int(stopped_at[i]),
+                       "wall_seconds": round(float(run.stopped_wall[i]), 3),
+                       "compile_seconds": round(run.compile_seconds, 3),
+                       "final_greedy_score": None if final is None else round(float(final[i].mean()), 3),
+                       "interrupted": run.interrupted, "config": to_dict(seed_cfg)}
+            write_json(run.dirs[i] / "summary.json", summary)
+            self.summaries.append(summary)
+        if k > 1:
+            self.aggregate = aggregate_summary(self.summaries, cfg, run.rule, run.interrupted)
+            write_json(run.out / "summary.json", self.aggregate)
+
+
+def rule_dict(rule: Rule) -> dict:
+    return {"name": rule.name, "threshold": rule.threshold, "window": rule.window}
