@@ -12,7 +12,7 @@ solve. Ours: the default preset with the `v1` rule (a seed stops when it solves 
 
 Both are recorded the same way: every training episode (return, env steps and wall seconds at its end; SB3's via a
 callback reading the Monitor's `infos["episode"]`), and a greedy evaluation of 10 fresh episodes every 2,000 env
-steps on the same evaluation episodes (cartpole_dqn.evaluate.greedy_returns, same seeds), wall time including the
+steps on the same evaluation episodes (cartpole_dqn.evaluation.greedy_returns, same seeds), wall time including the
 evaluations. The figures are computed from those records by the same functions (cartpole_dqn.scores): EBS under
 `article`, steps and seconds to solve under `v1`, eval steps and seconds to solve `v1`, and the final greedy score
 over 100 fresh episodes. Each seed of each library trains alone (K = 1), one torch thread, so the seconds compare
@@ -39,7 +39,7 @@ from cartpole_dqn import build, train
 from cartpole_dqn.bench import fmt, machine, median, success_rate
 from cartpole_dqn.core.networks import Network, Params
 from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, RULES
-from cartpole_dqn.evaluate import greedy_returns
+from cartpole_dqn.evaluation import greedy_returns
 from cartpole_dqn.scores import episodes_before_solve
 
 ENV = "CartPole-v1"

@@ -87,7 +87,7 @@ def measure(preset: str, seeds: int, device: str, rule: str, max_steps: int | No
     from cartpole_dqn.config import resolve_device
 
     from cartpole_dqn import checkpoint
-    from cartpole_dqn.train import train
+    from cartpole_dqn.training import train
     if not compile_cache:
         jax.config.update("jax_enable_compilation_cache", False)
     _keep_score_files_open(seeds)

@@ -22,7 +22,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 
 from cartpole_dqn.bench import machine, median, versions  # noqa: E402
 from cartpole_dqn.config import preset  # noqa: E402
-from cartpole_dqn.train import train  # noqa: E402
+from cartpole_dqn.training import train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

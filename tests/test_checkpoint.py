@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 from cartpole_dqn.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_model, save_checkpoint
 from cartpole_dqn.cli import main
 from cartpole_dqn.core.networks import Network, input_bounds
-from cartpole_dqn.evaluate import load
+from cartpole_dqn.evaluation import load
 from tests.conftest import balancer, tiny, write_run
 
 @pytest.fixture(scope="module")

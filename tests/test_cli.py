@@ -121,8 +121,8 @@ def test_the_package_api_loads_on_first_use():
     from cartpole_dqn import train
 
     assert callable(train) and callable(cartpole_dqn.evaluate) and set(cartpole_dqn.__all__) <= set(dir(cartpole_dqn))
-    import cartpole_dqn.train  # noqa: F401 - importing the submodule leaves the package's `train` the function
-    assert cartpole_dqn.train is train
+    import cartpole_dqn.training  # noqa: F401 - the modules have names of their own: no function is hidden
+    assert cartpole_dqn.train is train and cartpole_dqn.training.train is train
     with pytest.raises(AttributeError):
         cartpole_dqn.no_such_name
 

@@ -14,7 +14,7 @@ import pytest
 from cartpole_dqn import checkpoint, driver, parts, program, resume, train
 from cartpole_dqn.checkpoint import CheckpointError, load_model
 from cartpole_dqn.config import ConfigError
-from cartpole_dqn.train import restored
+from cartpole_dqn.training import restored
 from tests.conftest import run_cli, tiny
 
 

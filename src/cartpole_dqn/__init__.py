@@ -8,8 +8,6 @@ wait seconds for numeric libraries they never use.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from .version import __version__
@@ -18,10 +16,10 @@ from .version import __version__
 _API: dict[str, str] = {
     "CheckpointError": "errors", "ConfigError": "errors",
     "Config": "config", "PRESETS": "config", "build": "config", "preset": "config",
-    "EvalResult": "evaluate", "Policy": "evaluate", "evaluate": "evaluate", "load": "evaluate", "play": "evaluate",
-    "record": "evaluate",
+    "EvalResult": "evaluation", "Policy": "evaluation", "evaluate": "evaluation", "load": "evaluation",
+    "play": "evaluation", "record": "evaluation",
     "plot": "scores",
-    "RunResult": "train", "resume": "train", "train": "train",
+    "RunResult": "training", "resume": "training", "train": "training",
 }
 
 __all__ = ["CheckpointError", "Config", "ConfigError", "EvalResult", "PRESETS", "Policy", "RunResult", "build",
@@ -30,9 +28,9 @@ __all__ = ["CheckpointError", "Config", "ConfigError", "EvalResult", "PRESETS", 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` below does the importing
     from .config import PRESETS, Config, build, preset
     from .errors import CheckpointError, ConfigError
-    from .evaluate import EvalResult, Policy, evaluate, load, play, record
+    from .evaluation import EvalResult, Policy, evaluate, load, play, record
     from .scores import plot
-    from .train import RunResult, resume, train
+    from .training import RunResult, resume, train
 
 
 def __getattr__(name: str) -> Any:
@@ -47,19 +45,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-class _Package(types.ModuleType):
-    """The package module, keeping `cartpole_dqn.train` and `cartpole_dqn.evaluate` the API functions.
-
-    Importing a submodule sets it as an attribute of its package; the submodules `train` and `evaluate` would then
-    hide the functions of the same names, and `from cartpole_dqn import train` would hand back a module. The
-    submodules stay reachable where imports look for them, in `sys.modules`.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _API.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

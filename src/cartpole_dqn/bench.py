@@ -190,7 +190,7 @@ def _layout(out: Path, seeds: list[int], procs: int) -> tuple[list[list[int]], l
 
 def _train_part(cfg: Config, out: Path) -> list[dict]:
     """One process's share of the seeds (module level, so a spawned worker can import it)."""
-    from .train import train
+    from .training import train
 
     return train(cfg, out, verbose=False).summaries
 
@@ -230,7 +230,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
     """
     from .checkpoint import write_json
     from .envs import resolve_rule
-    from .train import prepare_out
+    from .training import prepare_out
 
     check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs, threads)
     if procs is None:

@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     _need_tensorboard(args)
     with _importing():
-        from .train import train
+        from .training import train
 
     result = train(cfg, args.out, verbose=not args.quiet, tensorboard=args.tensorboard)
     if not args.quiet:
@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     _need_tensorboard(args)
     with _importing():
-        from .train import resume
+        from .training import resume
 
     result = resume(args.out, max_episodes=args.max_episodes, max_steps=args.max_steps, verbose=not args.quiet,
                     tensorboard=args.tensorboard)
@@ -146,7 +146,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     with _importing():
         from .checkpoint import write_json
-        from .evaluate import evaluate
+        from .evaluation import evaluate
 
     result = evaluate(args.model, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)
     for line in result.lines():
@@ -158,7 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     with _importing():
-        from .evaluate import record
+        from .evaluation import record
 
     rec = record(args.model, args.out, episodes=args.episodes, fps=args.fps, seed=args.seed)
     print(f"Recorded {rec.frames} frames (returns {', '.join(f'{r:g}' for r in rec.returns)}) to {rec.path}")
@@ -167,7 +167,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_play(args: argparse.Namespace) -> int:
     with _importing():
-        from .evaluate import play
+        from .evaluation import play
 
     returns = play(args.model, episodes=args.episodes, seed=args.seed)
     print("returns: " + ", ".join(f"{r:g}" for r in returns))

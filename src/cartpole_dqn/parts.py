@@ -24,7 +24,7 @@ from .config import Config, to_dict
 from .driver import Chunk, Part, Training, crossed
 from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule
 from .errors import missing
-from .evaluate import greedy_returns
+from .evaluation import greedy_returns
 from .stats import aggregate_summary
 
 

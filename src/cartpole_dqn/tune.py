@@ -298,7 +298,7 @@ class Objective:
         self.report_every = max(100, self.budget // 50)
 
     def __call__(self, trial: Trial) -> float:
-        from .train import train
+        from .training import train
 
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         cfg = validate(dataclasses.replace(self.base, **search_space(trial, self.base, self.fixed)))

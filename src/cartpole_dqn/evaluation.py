@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checkpoint import load_model
-from .core import evaluate as core_evaluate
+from .core import greedy
 from .core.twins import has_twin, make_twin
 from .core.loop import Task
 from .core.networks import Network, Params
@@ -45,7 +45,7 @@ def _twin_returns(net: Network, env_id: str, episodes: int,
     (architecture, task, episodes, epsilon), so later evaluations reuse the program."""
     env, env_params = make_twin(env_id)
     task = Task(env, env_params, None, 0)        # the solve rule plays no part in judging
-    return jax.jit(jax.vmap(lambda p, k: core_evaluate.episode_returns(net, p, task, k, episodes, epsilon)))
+    return jax.jit(jax.vmap(lambda p, k: greedy.episode_returns(net, p, task, k, episodes, epsilon)))
 
 
 def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, *, base: int,
@@ -58,7 +58,7 @@ def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], 
     and seed s's epsilon draws come from a generator seeded by (base, s, number).
     """
     if has_twin(env_id):
-        keys = jnp.stack([core_evaluate.eval_key(base, s, number) for s in seeds])
+        keys = jnp.stack([greedy.eval_key(base, s, number) for s in seeds])
         return np.asarray(_twin_returns(net, env_id, episodes, float(epsilon))(params, keys), dtype=np.float64)
     return _host_returns(net, params, env_id, seeds, episodes, base, number, epsilon)
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cartpole_dqn.core import evaluate, loop
+from cartpole_dqn.core import greedy, loop
 from cartpole_dqn.core.twins import make_twin
 from cartpole_dqn.core.networks import Network
 
@@ -37,8 +37,8 @@ def _by_hand(key, action: int) -> float:
 
 def test_returns_are_whole_episodes_played_to_their_end():
     net, p = _always(1)
-    key = evaluate.eval_key(1_000_000, 3, 0)
-    returns = evaluate.episode_returns(net, p, TASK, key, 4)
+    key = greedy.eval_key(1_000_000, 3, 0)
+    returns = greedy.episode_returns(net, p, TASK, key, 4)
     expected = [_by_hand(k, 1) for k in jax.random.split(key, 4)]
     np.testing.assert_array_equal(returns, expected)
     assert 5 <= returns.min() and returns.max() < 30          # pushing one way topples the pole quickly
@@ -47,16 +47,16 @@ def test_returns_are_whole_episodes_played_to_their_end():
 def test_keys_are_reproducible_and_evaluations_differ():
     net = Network(4, 2, (8,))
     p = net.init(jax.random.PRNGKey(1))
-    play = jax.jit(lambda k: evaluate.episode_returns(net, p, TASK, k, 6, epsilon=0.5))
-    a = play(evaluate.eval_key(1_000_000, 0, 0))
-    np.testing.assert_array_equal(a, play(evaluate.eval_key(1_000_000, 0, 0)))
-    assert not np.array_equal(a, play(evaluate.eval_key(1_000_000, 0, 1)))
-    assert not np.array_equal(a, play(evaluate.eval_key(2_000_000, 0, 0)))
+    play = jax.jit(lambda k: greedy.episode_returns(net, p, TASK, k, 6, epsilon=0.5))
+    a = play(greedy.eval_key(1_000_000, 0, 0))
+    np.testing.assert_array_equal(a, play(greedy.eval_key(1_000_000, 0, 0)))
+    assert not np.array_equal(a, play(greedy.eval_key(1_000_000, 0, 1)))
+    assert not np.array_equal(a, play(greedy.eval_key(2_000_000, 0, 0)))
 
 
 def test_noisy_networks_are_judged_on_their_mean_weights():
     net, p = _always(0, noisy=True)
-    key = evaluate.eval_key(2_000_000, 0, 0)
+    key = greedy.eval_key(2_000_000, 0, 0)
     plain, q = _always(0)
-    np.testing.assert_array_equal(evaluate.episode_returns(net, p, TASK, key, 3),
-                                  evaluate.episode_returns(plain, q, TASK, key, 3))
+    np.testing.assert_array_equal(greedy.episode_returns(net, p, TASK, key, 3),
+                                  greedy.episode_returns(plain, q, TASK, key, 3))

@@ -1,7 +1,6 @@
 """Evaluation, recording, play, plots, live metrics and the Python API after training."""
 
 import csv
-import importlib
 import json
 import os
 
@@ -12,10 +11,10 @@ import pytest
 from cartpole_dqn import evaluate, load, play, plot, preset, record
 from cartpole_dqn.cli import main
 from cartpole_dqn.config import ConfigError
-from cartpole_dqn.evaluate import greedy_returns
+from cartpole_dqn.evaluation import greedy_returns
 from tests.conftest import balancer, run_cli, tiny, write_run
 
-module = importlib.import_module("cartpole_dqn.evaluate")   # the package's `evaluate` is the function
+from cartpole_dqn import evaluation as module
 
 
 
