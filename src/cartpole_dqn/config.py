@@ -153,6 +153,24 @@ class Config:
         return list(range(self.seed, self.seed + self.seeds))
 
 
+# Three kinds of settings. The CLI, TOML and `--set` see one flat Config; the compiled program does not.
+# HYPER: numbers that only flow through arithmetic. They are data in each seed's state (core/hyper.py), so changing
+#   them reuses the compiled program and seeds side by side may differ in them (`tune --batch`).
+# RUN: the driver's: which seeds, evaluation, output, hardware. The program never reads them (`seeds` sets how
+#   many states it is mapped over).
+# PROGRAM: everything else shapes the compiled program (widths, buffer, n-step, switches, E, T, the environment,
+#   the solve rule and `preset`, which picks the classic's rule, the budgets); a change compiles another program.
+HYPER = frozenset({
+    "lr", "lr_end", "lr_decay_steps", "gamma", "tau", "huber_delta", "reward_scale", "epsilon_start", "epsilon_end",
+    "epsilon_decay_steps", "epsilon_decay_rate", "priority_alpha", "priority_beta", "priority_eps", "q_lambda",
+})
+RUN = frozenset({
+    "seed", "seeds", "eval_every", "eval_episodes", "final_eval_episodes", "device", "threads",
+    "save_every", "plot_every",
+})
+PROGRAM = frozenset(f.name for f in dataclasses.fields(Config)) - HYPER - RUN
+
+
 # PQN (Gallici et al., 2024) on CartPole: rejax's settings (16 environments, rollouts of 128 steps, lambda 0.9,
 # 5 epochs of 16 minibatches, Adam 3e-4, epsilon 1 to 0.05 over 100,000 steps, a 64x64 network with LayerNorm, no
 # replay memory, no target network), with rewards scaled by 0.1 for learning: unscaled, Q-values near 100 left
