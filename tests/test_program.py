@@ -67,7 +67,7 @@ def test_seeds_side_by_side_learn_with_their_own_hyperparameters():
     program = build(cfg, rule)
     try:
         lrs = (1e-3, 5e-4, 2e-4)
-        states = program.init(cfg.seed_list, [dataclasses.replace(cfg, lr=lr, gamma=0.9) for lr in lrs])
+        states = program.init(cfg.seed_list, [dict(lr=lr, gamma=0.9) for lr in lrs])
         np.testing.assert_allclose(np.asarray(states.agent.hyper.lr), lrs, rtol=1e-6)
         np.testing.assert_allclose(np.asarray(states.agent.hyper.gamma), [0.9] * 3, rtol=1e-6)
     finally:

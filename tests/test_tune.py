@@ -4,6 +4,7 @@ shared by two workers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import pwd
@@ -28,7 +29,7 @@ import cartpole_dqn  # noqa: E402
 from cartpole_dqn import cli  # noqa: E402
 from cartpole_dqn.config import ConfigError, build, validate  # noqa: E402
 from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, open_storage,  # noqa: E402
-                               report, search_space, tune)
+                               report, search_space, shapes_program, tune)
 from tests.conftest import run_cli, tiny  # noqa: E402
 
 # Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.
@@ -87,6 +88,42 @@ def test_the_pruner_hears_the_rolling_mean_and_stops_a_poor_trial_early(tmp_path
     (t,) = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
     (step,) = t.intermediate_values
     assert step == 100 and -500 <= t.intermediate_values[step] < 0
+
+
+def test_a_batch_trains_trials_that_share_a_program_side_by_side(tmp_path):
+    """--batch 3: a batch's trials share the first one's program settings (n-step, replay ratio, ... searched
+    once per batch), each samples its own numeric hyperparameters and trains seeds of its own, and one run
+    folder holds them all; each trial's value is its own seeds' median."""
+    result = tune(tiny(seeds=2), trials=4, batch=3, out=tmp_path, budget=300, fixed=TINY_FIXED)
+    assert result.counts["complete"] == 4
+    trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
+    runs = [t.user_attrs["run"] for t in trials]
+    assert runs[0] == runs[1] == runs[2] != runs[3]
+    static = [name for name in trials[0].params if shapes_program(name)]
+    assert static and all(t.params[name] == trials[0].params[name] for t in trials[:3] for name in static)
+    assert len({t.params["lr"] for t in trials[:3]}) == 3
+    assert [t.user_attrs["config"]["seed"] for t in trials] == [0, 2, 4, 0]
+    for t in trials:
+        assert len(t.user_attrs["steps_to_solve"]) == 2
+        assert t.value == objective_value(t.user_attrs["steps_to_solve"], 300)
+        assert t.user_attrs["config"]["lr"] == pytest.approx(t.params["lr"])
+    for seed in range(6):
+        assert (Path(runs[0]) / f"seed-{seed}" / "scores.csv").exists()
+
+
+class _PruneOdd(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return trial.number % 2 == 1
+
+
+def test_a_pruned_trial_in_a_batch_stops_its_seeds_and_the_others_train_on(tmp_path):
+    result = tune(tiny(seeds=2), trials=2, batch=2, out=tmp_path, budget=300, fixed=TINY_FIXED, pruner=_PruneOdd())
+    assert result.counts["complete"] == 1 and result.counts["pruned"] == 1
+    kept, pruned = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
+    assert list(pruned.intermediate_values) == [100] and len(kept.intermediate_values) == 3
+    run = Path(kept.user_attrs["run"])
+    steps = [json.loads((run / f"seed-{s}" / "summary.json").read_text())["env_steps"] for s in range(4)]
+    assert steps == [300, 300, 100, 100]
 
 
 def test_jobs_run_trials_in_parallel_worker_processes(tmp_path):

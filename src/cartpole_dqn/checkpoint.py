@@ -228,7 +228,7 @@ def save_run(run: Training) -> None:
             "compile_seconds": run.compile_seconds, "stopped_wall": run.stopped_wall.tolist(),
             "solved_at": [log.solved_at for log in run.logs],
             "eval_solved_at": [log.eval_solved_at for log in run.logs],
-            "envs": None if envs is None else [env_state(e) for e in envs.envs]}
+            "envs": None if envs is None else [env_state(e) for e in envs.envs], "hypers": run.hypers}
     save_checkpoint(run.out / CHECKPOINT_DIR, arrays, meta)
 
 
@@ -258,6 +258,7 @@ def restore_run(run: Training, arrays: dict[str, np.ndarray], meta: dict[str, An
     states = {name[6:]: a for name, a in arrays.items() if name.startswith("state.")}
     run.states = jax.device_put(snapshot.from_arrays(run.states, states), jax.tree.leaves(run.states)[0].device)
     run.t, run.wall_before = int(meta["steps"]), float(meta["wall"])
+    run.hypers = list(meta.get("hypers") or [])
     run.compile_seconds = float(meta.get("compile_seconds", 0.0))
     run.stopped_wall = np.array(meta["stopped_wall"], dtype=float)
     run.logs = [ScoreLog.from_arrays(d, run.rule, {key: arrays[f"scores.{i}.{key}"] for key in ScoreLog.ARRAYS},

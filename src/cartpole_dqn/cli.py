@@ -299,7 +299,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.trials is None:
         raise ConfigError("--trials N is required (or --report to look at a study)")
     result = tune.tune(config_from_args(args), trials=args.trials, out=out, budget=args.budget_steps,
-                       storage=args.storage, study=args.study, jobs=args.jobs,
+                       storage=args.storage, study=args.study, jobs=args.jobs, batch=args.batch,
                        fixed=tune.fixed_keys(args.set, args.config))
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
     best = (f"; best #{result.best.number}: median {result.best.value:,.0f} env steps to solve"
@@ -322,6 +322,9 @@ def _add_tune_command(sub: Any) -> None:
     p.add_argument("--budget-steps", type=int, default=100_000, metavar="B",
                    help="env steps per seed per trial (default 100000)")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="trials at once on this machine (default 1)")
+    p.add_argument("--batch", type=int, default=1, metavar="B",
+                   help="trials trained side by side as one program by each job: they share a network shape and "
+                        "search the numeric hyperparameters (default 1)")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage: postgresql://user:pass@host/db, sqlite:///file.db or journal:FILE "
                         "(default sqlite OUT/study.db)")

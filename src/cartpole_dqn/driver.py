@@ -9,6 +9,7 @@ hooks then run with the signals still caught, and every part closes what it open
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import threading
@@ -52,10 +53,16 @@ class Training:
     stop_requested: bool = False
     interrupted: bool = False
     started: float | None = None             # perf_counter when this process began training
+    hypers: list[dict[str, Any]] = field(default_factory=list)   # each seed's own numeric hyperparameters, if any
 
     @property
     def cfg(self) -> Config:
         return self.program.cfg
+
+    def seed_cfg(self, i: int) -> Config:
+        """The configuration of seed i (the i-th of `cfg.seed_list`) as if it had trained alone."""
+        own = self.hypers[i] if self.hypers else {}
+        return dataclasses.replace(self.cfg, seed=self.cfg.seed_list[i], seeds=1, **own)
 
     def seconds(self) -> float:
         """Wall seconds of training so far, earlier processes included."""

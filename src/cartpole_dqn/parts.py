@@ -9,13 +9,13 @@ listens here) and `Results` (the final evaluation, models and summaries).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint
@@ -200,20 +200,32 @@ class TensorBoard(Part):
             w.close()
 
 
-# Called every `report_every` env steps with (env steps, each seed's rolling mean); True asks the loop to stop.
-Report = Callable[[int, np.ndarray], bool]
+# Called every `report_every` env steps with (env steps, each seed's rolling mean); the answer stops seeds: True
+# (all of them, as an interrupt does) or a [K] mask.
+Report = Callable[[int, np.ndarray], "bool | np.ndarray"]
 
 
 class TunerReport(Part):
-    """Hands the tuner each seed's rolling mean every `every` env steps; a True answer stops the run as an
-    interrupt does (a pruned trial)."""
+    """Hands the tuner each seed's rolling mean every `every` env steps. The seeds it answers with stop: all of
+    them (True) as an interrupt does, a pruned trial; some of them (a mask), a pruned trial among several trained
+    side by side, whose seeds freeze as a solved seed does while the others train on."""
 
     def __init__(self, report: Report, every: int):
         self.report, self.every = report, max(1, every)
 
     def on_chunk(self, run: Training, chunk: Chunk) -> None:
-        if crossed(self.every, chunk.t0, run.t) and self.report(run.t, run.rolling_means()):
+        if not crossed(self.every, chunk.t0, run.t):
+            return
+        stop = np.broadcast_to(np.asarray(self.report(run.t, run.rolling_means()), bool), (run.cfg.seeds,))
+        active = run.active()
+        if stop[active].all():
             run.stop_requested = True
+        elif stop[active].any():
+            frozen = stop & active
+            run.stopped_wall[frozen] = run.seconds()
+            s = run.states
+            run.states = s._replace(active=jnp.asarray(active & ~frozen),
+                                    stopped_at=jnp.where(jnp.asarray(frozen), run.t, s.stopped_at))
 
 
 class Results(Part):
@@ -237,7 +249,7 @@ class Results(Part):
         for i, (seed, log) in enumerate(zip(cfg.seed_list, run.logs)):
             save_model(run.dirs[i] / "model.safetensors", net, jax.tree.map(lambda a: a[i], params),
                        {"env": cfg.env, "seed": seed})
-            seed_cfg = dataclasses.replace(cfg, seed=seed, seeds=1)
+            seed_cfg = run.seed_cfg(i)
             if k > 1:
                 write_json(run.dirs[i] / "config.json", to_dict(seed_cfg))
             summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": rule_dict(run.rule),

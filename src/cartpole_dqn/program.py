@@ -8,8 +8,9 @@ per seed (`core.loop.SeedState`, the next actions included) and a chunk is one c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,11 @@ class Program:
     def on_host(self) -> bool:
         return self.envs is not None
 
-    def init(self, seeds: Sequence[int], hypers: Sequence[Config] | None = None) -> loop.SeedState:
+    def init(self, seeds: Sequence[int], hypers: Sequence[Mapping[str, Any]] | None = None) -> loop.SeedState:
         """The starting state of `seeds` [K] (a host task resets its environments on seeds s * E + j); `hypers`
-        gives each seed the numeric hyperparameters of its own config (default: `cfg`'s)."""
-        h = hyper_lib.stack(list(hypers) if hypers is not None else [self.cfg] * len(seeds))
+        gives each seed numeric hyperparameters (`config.HYPER`) of its own in place of `cfg`'s."""
+        own = hypers if hypers is not None else [{}] * len(seeds)
+        h = hyper_lib.stack([dataclasses.replace(self.cfg, **o) for o in own])
         seeds_ = jnp.asarray(seeds)
         if not self.on_host:
             return jax.jit(jax.vmap(lambda s, h: loop.init_seed(self.cfg, self.net, self.task, s, h=h)))(seeds_, h)

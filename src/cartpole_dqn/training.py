@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .checkpoint import CheckpointError, load_run, restore_run, write_json
-from .config import Config, ConfigError, resolve_device, to_dict, validate
+from .config import HYPER, Config, ConfigError, resolve_device, to_dict, validate
 from .core import enable_compile_cache, use_threads
 from .driver import Part, Training, drive
 from .envs import Rule, env_sizes, resolve_rule
@@ -69,8 +71,9 @@ def seed_dirs(out: Path, seeds: list[int]) -> list[Path]:
     return [out] if len(seeds) == 1 else [out / f"seed-{s}" for s in seeds]
 
 
-def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
-          tensorboard: bool = False, report: Report | None = None, report_every: int = 1000) -> RunResult:
+def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, tensorboard: bool = False,
+          report: Report | None = None, report_every: int = 1000,
+          hypers: Sequence[Mapping[str, Any]] | None = None) -> RunResult:
     """Train `cfg.seeds` agents until each solves or its budget runs out; write scores, plots, models, summaries.
 
     Args:
@@ -80,7 +83,9 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
         tensorboard: also write live scalars under `OUT/tb` (needs the `tensorboard` extra).
         report: called every `report_every` env steps with (env steps, [K] rolling mean of each seed's training
             returns over the solve window, NaN before its first episode); returning True stops the run as an
-            interrupt does. The tuner's pruner listens here, between compiled chunks.
+            interrupt does, a [K] mask stops those seeds. The tuner's pruner listens here, between chunks.
+        hypers: for each seed, numeric hyperparameters (`config.HYPER`) of its own in place of `cfg`'s: seeds
+            that differ only in those train as one program (`tune --batch`).
 
     Returns:
         A RunResult with every seed's summary. Ctrl-C (SIGINT) or SIGTERM stops at the end of the current chunk
@@ -89,6 +94,7 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
     """
     cfg = validate(cfg)
     cfg, rule = resolve_rule(cfg)
+    own = _own_hypers(cfg, hypers)
     use_threads(cfg.threads)
     env_sizes(cfg.env)             # refuse a bad environment, device or extra before creating any folder
     device = resolve_device(cfg.device)
@@ -104,12 +110,28 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True,
     with jax.default_device(device):
         program = build(cfg, rule)
         try:
-            states = jax.device_put(program.init(cfg.seed_list), device)
-            run = Training(program, rule, out, dirs, states, [], stopped_wall=np.zeros(cfg.seeds))
+            states = jax.device_put(program.init(cfg.seed_list, own or None), device)
+            run = Training(program, rule, out, dirs, states, [], stopped_wall=np.zeros(cfg.seeds), hypers=own)
             run.logs = [ScoreLog(d, rule) for d in dirs]
             return _drive(run, verbose, tensorboard, report, report_every)
         finally:
             program.close()
+
+
+def _own_hypers(cfg: Config, hypers: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Each seed's own numeric hyperparameters, checked: one mapping per seed, of `config.HYPER` settings only."""
+    if hypers is None:
+        return []
+    own = [dict(h) for h in hypers]
+    if len(own) != cfg.seeds:
+        raise ConfigError(f"hypers gives {len(own)} seeds' hyperparameters for {cfg.seeds} seeds")
+    for h in own:
+        other = sorted(set(h) - HYPER)
+        if other:
+            raise ConfigError(f"hypers may set only the numeric hyperparameters ({', '.join(sorted(HYPER))}), "
+                              f"not {other[0]!r}")
+        validate(dataclasses.replace(cfg, **h))
+    return own
 
 
 def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int | None = None,

@@ -32,7 +32,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from .config import FIELDS, Config, ConfigError, build, load_toml, to_dict, validate
+from .config import FIELDS, HYPER, PROGRAM, Config, ConfigError, build, load_toml, to_dict, validate
 from .envs import Rule, resolve_rule
 
 HEARTBEAT_SECONDS = 30      # a running trial of an SQL storage says it is alive this often
@@ -289,56 +289,119 @@ def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) 
 
 
 # --------------------------------------------------------------------------------------------- objective ---
-class Objective:
-    """Train one trial's K seeds and return the median steps to solve; prune on the reported rolling mean."""
+def shapes_program(param: str) -> bool:
+    """Whether a searched parameter sets something the compiled program is built from (config.PROGRAM)."""
+    return any(setting in PROGRAM for setting in SEARCH_SPACE[param][0])
 
-    def __init__(self, base: Config, fixed: frozenset[str], runs: Path):
+
+class Objective:
+    """Train trials' seeds and return each trial's median steps to solve; prune on the reported rolling mean.
+
+    With `batch` B > 1, each call asks the study for B - 1 more trials that share the first one's program
+    (its parameters of config.PROGRAM enqueued, the numeric ones sampled) and trains the B trials' seeds as one
+    program: trial j of the batch trains seeds seed + j K ... seed + j K + K - 1. A pruned trial's seeds freeze
+    while the others train on. The first trial's value is returned to `study.optimize`; the others are told."""
+
+    def __init__(self, base: Config, fixed: frozenset[str], runs: Path, trials: int = 1, batch: int = 1):
         self.base, self.fixed, self.runs = base, fixed, runs
         self.budget = base.max_steps
         self.report_every = max(100, self.budget // 50)
+        self.left, self.batch = trials, batch
+
+    def calls(self) -> int:
+        """How many calls add the trials (each call one batch)."""
+        return -(-self.left // self.batch)
 
     def __call__(self, trial: Trial) -> float:
+        first = self._config(trial)
+        more = min(self.batch, self.left) - 1
+        self.left -= more + 1
+        static = {name: value for name, value in trial.params.items() if shapes_program(name)}
+        for _ in range(more):
+            trial.study.enqueue_trial(static, skip_if_exists=False)
+        others = [trial.study.ask() for _ in range(more)]
+        batch = [(trial, first), *((t, self._config(t)) for t in others)]
+        try:
+            outcome: dict[int, float | None] = {}
+            for group in _by_program(batch):    # one group unless another worker's queued trial came in between
+                outcome.update(self._train(group))
+        except BaseException:
+            for t in others:
+                trial.study.tell(t, state=TrialState.FAIL)
+            raise
+        for t in others:
+            value = outcome[t.number]
+            trial.study.tell(t, value, state=TrialState.COMPLETE if value is not None else TrialState.PRUNED)
+        if outcome[trial.number] is None:
+            raise optuna.TrialPruned("rolling mean below the median of earlier trials")
+        return outcome[trial.number]
+
+    def _config(self, trial: Trial) -> Config:
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        return validate(dataclasses.replace(self.base, **search_space(trial, self.base, self.fixed)))
+
+    def _train(self, group: list[tuple[Trial, Config]]) -> dict[int, float | None]:
+        """Train the group's trials as one program; each trial's objective value (None: pruned)."""
         from .training import train
 
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-        cfg = validate(dataclasses.replace(self.base, **search_space(trial, self.base, self.fixed)))
-        trial.set_user_attr("config", to_dict(cfg))
-        pruned_at: list[int] = []
+        k, n = self.base.seeds, len(group)
+        cfg = dataclasses.replace(group[0][1], seed=self.base.seed, seeds=k * n)
+        hypers = [{key: getattr(c, key) for key in HYPER} for _, c in group for _ in range(k)]
+        pruned: dict[int, int] = {}
 
-        def report(steps: int, means: np.ndarray) -> bool:
-            if np.isnan(means).all():
-                return False
-            trial.report(-float(np.nanmedian(means)), steps)
-            if trial.should_prune():
-                pruned_at.append(steps)
-                return True
-            return False
+        def report(steps: int, means: np.ndarray) -> np.ndarray:
+            stop = np.zeros(len(means), bool)
+            for j, (t, _) in enumerate(group):
+                mine = means[j * k:(j + 1) * k]
+                if j not in pruned and not np.isnan(mine).all():
+                    t.report(-float(np.nanmedian(mine)), steps)
+                    if t.should_prune():
+                        pruned[j] = steps
+                stop[j * k:(j + 1) * k] = j in pruned
+            return stop
 
-        out = self.runs / f"trial-{trial.number}"
+        for j, (t, c) in enumerate(group):
+            t.set_user_attr("config", to_dict(dataclasses.replace(c, seed=self.base.seed + j * k)))
+        numbers = [t.number for t, _ in group]
+        out = self.runs / (f"trial-{numbers[0]}" if n == 1 else f"trials-{'-'.join(map(str, numbers))}")
         if out.exists():  # the same study number from another storage that shared this --out
-            out = self.runs / f"trial-{trial.number}-{socket.gethostname()}-{os.getpid()}"
-        result = train(cfg, out, verbose=False, report=report, report_every=self.report_every)
+            out = out.with_name(f"{out.name}-{socket.gethostname()}-{os.getpid()}")
+        result = train(cfg, out, verbose=False, report=report, report_every=self.report_every,
+                       hypers=None if n == 1 else hypers)
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # megabytes of replay memory per trial
-        steps = [s["steps_to_solve"] for s in result.summaries]
-        trial.set_user_attr("steps_to_solve", steps)
-        trial.set_user_attr("solved", sum(s is not None for s in steps))
-        trial.set_user_attr("wall_seconds", max(s["wall_seconds"] for s in result.summaries))
-        if pruned_at:
-            raise optuna.TrialPruned(f"rolling mean below the median at step {pruned_at[0]}")
-        if result.interrupted:
+        if result.interrupted and len(pruned) < n:
             raise KeyboardInterrupt  # Ctrl-C or SIGTERM: Optuna marks the trial failed, the command stops
-        return objective_value(steps, self.budget)
+        values: dict[int, float | None] = {}
+        for j, (t, _) in enumerate(group):
+            mine = result.summaries[j * k:(j + 1) * k]
+            steps = [s["steps_to_solve"] for s in mine]
+            t.set_user_attr("run", str(out))
+            t.set_user_attr("steps_to_solve", steps)
+            t.set_user_attr("solved", sum(s is not None for s in steps))
+            t.set_user_attr("wall_seconds", max(s["wall_seconds"] for s in mine))
+            values[t.number] = None if j in pruned else objective_value(steps, self.budget)
+        return values
+
+
+def _by_program(batch: list[tuple[Trial, Config]]) -> list[list[tuple[Trial, Config]]]:
+    """The trials grouped by the compiled program they need, in order."""
+    groups: dict[tuple, list[tuple[Trial, Config]]] = {}
+    for trial, cfg in batch:
+        groups.setdefault(tuple(getattr(cfg, key) for key in sorted(PROGRAM)), []).append((trial, cfg))
+    return list(groups.values())
 
 
 def _work(base: Config, fixed: frozenset[str], runs: Path, url: str, name: str, trials: int,
-          pruner: optuna.pruners.BasePruner | None, threads: int) -> None:
-    """One worker: join the study and run `trials` trials (module level, so a spawned process can import it)."""
+          pruner: optuna.pruners.BasePruner | None, threads: int, batch: int = 1) -> None:
+    """One worker: join the study and run `trials` trials, `batch` at a time (module level, so a spawned process
+    can import it)."""
     storage = open_storage(url)
     _, rule = resolve_rule(base)
     study = open_study(storage, name, setup_of(base, rule), url=url, pruner=pruner)
     fail_dead_trials(study, storage)
     # One thread per worker: small networks gain nothing from more (see bench.run_bench).
-    study.optimize(Objective(dataclasses.replace(base, threads=threads), fixed, runs), n_trials=trials)
+    objective = Objective(dataclasses.replace(base, threads=threads), fixed, runs, trials, batch)
+    study.optimize(objective, n_trials=objective.calls())
 
 
 # ---------------------------------------------------------------------------------------------- commands ---
@@ -368,7 +431,7 @@ def fixed_keys(set_items: Iterable[str] = (), config_file: str | Path | None = N
 
 def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, storage: str | None = None,
          study: str | None = None, jobs: int = 1, fixed: Iterable[str] = (),
-         pruner: optuna.pruners.BasePruner | None = None) -> TuneResult:
+         pruner: optuna.pruners.BasePruner | None = None, batch: int = 1) -> TuneResult:
     """Add `trials` trials to a study that minimises the median env steps to solve over `base.seeds` seeds.
 
     Args:
@@ -382,8 +445,10 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
         jobs: worker processes on this machine, each with one CPU thread.
         fixed: settings held at their `base` value instead of searched (see `search_space`).
         pruner: default `default_pruner(budget)`.
+        batch: trials trained side by side as one program (see `Objective`): they share the first one's
+            network shape and other program settings, and search the numeric hyperparameters.
     """
-    for flag, value in (("--trials", trials), ("--jobs", jobs), ("--budget-steps", budget)):
+    for flag, value in (("--trials", trials), ("--jobs", jobs), ("--budget-steps", budget), ("--batch", batch)):
         if value < 1:
             raise ConfigError(f"{flag} {value} is not allowed: give at least 1")
     unknown = sorted(set(fixed) - set(FIELDS))
@@ -401,12 +466,12 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
     runs = out / "trials" / name
     shares = [trials // jobs + (i < trials % jobs) for i in range(min(jobs, trials))]
     if len(shares) == 1:
-        _work(base, fixed, runs, url, name, trials, pruner, threads=1)
+        _work(base, fixed, runs, url, name, trials, pruner, 1, batch)
     else:
         # Create the study here, so a bad URL or a clash is one line before any worker starts.
         open_study(open_storage(url), name, setup_of(base, rule), url=url, pruner=pruner)
         ctx = get_context("spawn")
-        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, 1)) for n in shares]
+        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, 1, batch)) for n in shares]
         for p in procs:
             p.start()
         for p in procs:
