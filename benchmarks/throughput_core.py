@@ -65,6 +65,7 @@ def setup(hidden: tuple[int, ...], steps: int, k: int):
 def run_once(compiled, fresh, steps: int) -> float:
     """Wall seconds of steps / CHUNK compiled chunks from fresh states."""
     import jax
+    import jax.numpy as jnp
 
     t, states = fresh()
     start = time.perf_counter()

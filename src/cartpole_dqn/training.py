@@ -26,7 +26,7 @@ from .checkpoint import CheckpointError, load_run, restore_run, write_json
 from .config import HYPER, Config, ConfigError, resolve_device, to_dict, validate
 from .core import enable_compile_cache, use_threads
 from .driver import Part, Training, drive
-from .envs import Rule, env_sizes, resolve_rule
+from .envs import env_sizes, resolve_rule
 from .errors import require
 from .parts import Checkpoints, Evaluation, Plots, Progress, Report, Results, Scores, TensorBoard, TunerReport
 from .program import build
