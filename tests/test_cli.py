@@ -158,9 +158,10 @@ def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, monkeypatch,
     import cartpole_dqn
 
     monkeypatch.setitem(sys.modules, missing, None)
-    for name in [m for m in sys.modules if m.startswith(("gymnasium.envs.box2d", "cartpole_dqn.tune"))]:
+    for name in [m for m in sys.modules if m.startswith(("gymnasium.envs.box2d", "cartpole_dqn.tune", "cartpole_dqn.studies"))]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delattr(cartpole_dqn, "tune", raising=False)
+    monkeypatch.delattr(cartpole_dqn, "studies", raising=False)
     out = tmp_path / "never"
     place = [str(out)] if argv[0] == "resume" else ["--out", str(out)]
     assert main([argv[0], *place, *argv[1:]]) == 2

@@ -28,8 +28,9 @@ from optuna.trial import TrialState  # noqa: E402
 import cartpole_dqn  # noqa: E402
 from cartpole_dqn import cli  # noqa: E402
 from cartpole_dqn.config import ConfigError, build, validate  # noqa: E402
-from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, open_storage,  # noqa: E402
-                               report, search_space, shapes_program, tune)
+from cartpole_dqn.studies import open_storage  # noqa: E402
+from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, report, search_space,  # noqa: E402
+                               shapes_program, tune)
 from tests.conftest import run_cli, tiny  # noqa: E402
 
 # Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.
@@ -184,8 +185,9 @@ def test_workers_opening_one_new_database_together_all_get_the_study(tmp_path):
 
 def test_without_optuna_tune_names_the_extra_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "optuna", None)
-    monkeypatch.delitem(sys.modules, "cartpole_dqn.tune", raising=False)
-    monkeypatch.delattr(cartpole_dqn, "tune", raising=False)
+    for module in ("tune", "studies"):
+        monkeypatch.delitem(sys.modules, f"cartpole_dqn.{module}", raising=False)
+        monkeypatch.delattr(cartpole_dqn, module, raising=False)
     assert cli.main(["tune", "--trials", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cartpole-dqn[tune]" in err

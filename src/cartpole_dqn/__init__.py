@@ -15,7 +15,7 @@ from .version import __version__
 # Public name -> the module that defines it.
 _API: dict[str, str] = {
     "CheckpointError": "errors", "ConfigError": "errors",
-    "Config": "config", "PRESETS": "config", "build": "config", "preset": "config",
+    "Config": "config", "PRESETS": "presets", "build": "config", "preset": "config",
     "EvalResult": "evaluation", "Policy": "evaluation", "evaluate": "evaluation", "load": "evaluation",
     "play": "evaluation", "record": "evaluation",
     "plot": "scores",
@@ -26,9 +26,10 @@ __all__ = ["CheckpointError", "Config", "ConfigError", "EvalResult", "PRESETS", 
            "evaluate", "load", "play", "plot", "preset", "record", "resume", "train"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` below does the importing
-    from .config import PRESETS, Config, build, preset
+    from .config import Config, build, preset
     from .errors import CheckpointError, ConfigError
     from .evaluation import EvalResult, Policy, evaluate, load, play, record
+    from .presets import PRESETS
     from .scores import plot
     from .training import RunResult, resume, train
 

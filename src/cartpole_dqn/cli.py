@@ -16,9 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
-from .version import __version__
-from .config import FIELDS, PRESETS, Config, allowed, build, check_bench_arguments, parse_value
+from .config import FIELDS, Config, allowed, build, check_bench_arguments, parse_value
 from .errors import CheckpointError, ConfigError, missing, require
+from .presets import PRESETS
+from .version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -280,16 +281,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     require("optuna", "tune", "tune")  # before the import below, which takes seconds
     try:
         with _importing():
-            from . import tune
+            from . import studies, tune
     except ModuleNotFoundError as e:
         if e.name not in ("optuna", "sqlalchemy"):
             raise
         raise missing(e.name, "tune", "tune") from None
     out = args.out or Path("runs") / "tune"
-    url = args.storage or tune.default_storage(out)
+    url = args.storage or studies.default_storage(out)
     if args.report or args.export:
-        if args.storage is None and not (out / tune.STUDY_FILE).exists():
-            raise ConfigError(f"no study in {str(out)!r} (no {tune.STUDY_FILE}): run tune there first, or give "
+        if args.storage is None and not (out / studies.STUDY_FILE).exists():
+            raise ConfigError(f"no study in {str(out)!r} (no {studies.STUDY_FILE}): run tune there first, or give "
                               "--storage and --study")
         if args.report or not args.export:
             print("\n".join(tune.report(url, args.study, out)))

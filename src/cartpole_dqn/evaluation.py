@@ -24,11 +24,11 @@ import numpy as np
 
 from .checkpoint import load_model
 from .core import greedy
-from .core.twins import has_twin, make_twin
 from .core.loop import Task
 from .core.networks import Network, Params
+from .core.twins import has_twin, make_twin
+from .envs import FINAL_EVAL_SEED_BASE, env_sizes, make_envs
 from .errors import CheckpointError, ConfigError, require
-from .envs import FINAL_EVAL_SEED_BASE, make_envs, env_sizes
 
 
 @functools.lru_cache(maxsize=None)
