@@ -162,7 +162,7 @@ def cell(key: str, value) -> str:
 
 def _write(out: Path | None, report: dict) -> None:
     if out is not None:
-        from cartpole_dqn.checkpoint import write_json
+        from cartpole_dqn.files import write_json
 
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "scaling.json", report)

@@ -228,7 +228,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
             for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
-    from .checkpoint import write_json
+    from .files import write_json
     from .envs import resolve_rule
     from .training import prepare_out
 
@@ -275,7 +275,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """bench.csv (atomically): one row per seed; a figure the run never reached is an empty cell."""
-    from .checkpoint import atomic_write
+    from .files import atomic_write
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -323,7 +323,7 @@ def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], thresho
                 title: str) -> None:
     """curves.png: each seed faint, the IQM over seeds with its 95% band, the threshold line."""
     plt = _pyplot()
-    from .checkpoint import atomic_write
+    from .files import atomic_write
 
     fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
     for steps, score in curves:
@@ -347,7 +347,7 @@ def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], thresho
 def plot_ebs(path: Path, ebs: list[int | None], title: str) -> None:
     """ebs.png: a histogram of EBS over the solved seeds, with the median and IQM, and how many never solved."""
     plt = _pyplot()
-    from .checkpoint import atomic_write
+    from .files import atomic_write
 
     solved = np.array([e for e in ebs if e is not None], dtype=float)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)

@@ -145,7 +145,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     with _importing():
-        from .checkpoint import write_json
+        from .files import write_json
         from .evaluation import evaluate
 
     result = evaluate(args.model, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)

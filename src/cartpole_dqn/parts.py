@@ -19,12 +19,13 @@ import jax
 import numpy as np
 
 from . import checkpoint
-from .checkpoint import save_model, write_json
+from .checkpoint import save_model
 from .config import Config, to_dict
 from .driver import Chunk, Part, Training, crossed
 from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule
 from .errors import missing
 from .evaluation import greedy_returns
+from .files import write_json
 from .stats import aggregate_summary
 
 

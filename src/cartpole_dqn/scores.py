@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .envs import Rule
 
 CSV_COLUMNS = ("episode", "return", "length", "rolling_mean", "epsilon", "mean_loss", "env_steps", "wall_seconds")
@@ -262,7 +262,8 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
     """Redraw a run's scores.png from its files, or overlay several runs (or every seed of a K-seed run, with
     their median) on one figure. Default output: the run's own scores.png, or ./scores-overlay.png for several.
     """
-    from .checkpoint import CheckpointError, read_json
+    from .errors import CheckpointError
+    from .files import read_json
     from .config import ConfigError, from_dict
     from .envs import resolve_rule
 

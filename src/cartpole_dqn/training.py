@@ -20,12 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import CheckpointError, load_run, restore_run, write_json
+from .checkpoint import CheckpointError, load_run, restore_run
 from .config import Config, ConfigError, resolve_device, to_dict, validate
 from .core import enable_compile_cache, use_threads
 from .driver import Part, Training, drive
 from .envs import Rule, env_sizes, resolve_rule
 from .errors import require
+from .files import write_json
 from .parts import Checkpoints, Evaluation, Plots, Progress, Report, Results, Scores, TensorBoard, TunerReport
 from .program import build
 from .scores import ScoreLog
