@@ -37,6 +37,8 @@ import numpy as np
 
 from .config import Config, ConfigError, to_dict
 from .config import check_bench_arguments as check_arguments  # in config: the CLI checks without numpy
+from .files import atomic_write, write_json
+from .plotting import pyplot, save_png
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -228,7 +230,6 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
             for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
-    from .files import write_json
     from .envs import resolve_rule
     from .training import prepare_out
 
@@ -275,8 +276,6 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """bench.csv (atomically): one row per seed; a figure the run never reached is an empty cell."""
-    from .files import atomic_write
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
@@ -322,10 +321,7 @@ def _band(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
 def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], threshold: float | None,
                 title: str) -> None:
     """curves.png: each seed faint, the IQM over seeds with its 95% band, the threshold line."""
-    plt = _pyplot()
-    from .files import atomic_write
-
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5), dpi=100)
     for steps, score in curves:
         ax.plot(steps, score, color="#9bb7d4", lw=0.8, alpha=0.5)
     grid, values = curves_on_grid(curves)
@@ -341,16 +337,13 @@ def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], thresho
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    atomic_write(path, _png(fig, plt))
+    save_png(fig, path)
 
 
 def plot_ebs(path: Path, ebs: list[int | None], title: str) -> None:
     """ebs.png: a histogram of EBS over the solved seeds, with the median and IQM, and how many never solved."""
-    plt = _pyplot()
-    from .files import atomic_write
-
     solved = np.array([e for e in ebs if e is not None], dtype=float)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(8, 4.5), dpi=100)
     if len(solved):
         ax.hist(solved, bins=min(20, max(5, len(solved))), color="#9bb7d4", edgecolor="#1f4e79")
         ax.plot(solved, np.zeros_like(solved), "|", color="#1f4e79", ms=20)
@@ -365,24 +358,7 @@ def plot_ebs(path: Path, ebs: list[int | None], title: str) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    atomic_write(path, _png(fig, plt))
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig, plt) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    save_png(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------- table ---

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write
+from .plotting import pyplot, save_png
 from .envs import Rule
 
 CSV_COLUMNS = ("episode", "return", "length", "rolling_mean", "epsilon", "mean_loss", "env_steps", "wall_seconds")
@@ -179,12 +180,7 @@ def _num(x: float) -> str:
 
 def plot_scores(path: Path, returns: np.ndarray, env_steps: np.ndarray, evals: list, rule: Rule, title: str) -> None:
     """The article's "solved trials overview", readable at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5), dpi=100)
     episodes = np.arange(len(returns))
     if len(returns):
         ax.plot(episodes, returns, color="#9bb7d4", lw=1, label="score per episode")
@@ -204,18 +200,12 @@ def plot_scores(path: Path, returns: np.ndarray, env_steps: np.ndarray, evals: l
 
 def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
     """Label, lay out and write a figure (atomically, as PNG)."""
-    import matplotlib.pyplot as plt
-
     ax.set_xlabel("episode")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path)
 
 
 # -------------------------------------------------------------------------------------- redrawing from files ---
@@ -237,12 +227,7 @@ def read_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, list]:
 
 def plot_overlay(path: Path, runs: list[tuple[str, np.ndarray]], rule: Rule, title: str) -> None:
     """Several runs (or seeds) on one figure: each one's rolling mean, thin, and their median, bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5), dpi=100)
     curves = [rolling_mean(r, rule.window) for _, r in runs]
     for (label, _), curve in zip(runs, curves):
         ax.plot(np.arange(len(curve)), curve, lw=1, alpha=0.6, label=label if len(runs) <= 12 else None)
