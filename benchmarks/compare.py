@@ -38,8 +38,9 @@ import torch
 from cartpole_dqn import build, train
 from cartpole_dqn.bench import fmt, machine, median, success_rate
 from cartpole_dqn.core.networks import Network, Params
-from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, RULES
+from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
 from cartpole_dqn.evaluation import greedy_returns
+from cartpole_dqn.rules import RULES
 from cartpole_dqn.scores import episodes_before_solve
 
 ENV = "CartPole-v1"

@@ -230,7 +230,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
             for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
-    from .envs import resolve_rule
+    from .rules import resolve_rule
     from .training import prepare_out
 
     check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs, threads)
@@ -256,7 +256,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
     stats = statistics(rows)
     report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads), "versions": versions(),
               "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
-              "rule": {"name": rule.name, "threshold": rule.threshold, "window": rule.window},
+              "rule": rule.as_dict(),
               "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),
               "compile_seconds": round(max(s["compile_seconds"] for s in summaries), 3),
               "bench_seconds": round(time.perf_counter() - clock, 3),

@@ -22,7 +22,7 @@ from . import checkpoint
 from .checkpoint import save_model
 from .config import Config, to_dict
 from .driver import Chunk, Part, Training, crossed
-from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule
+from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
 from .errors import missing
 from .evaluation import greedy_returns
 from .files import write_json
@@ -241,7 +241,7 @@ class Results(Part):
             seed_cfg = dataclasses.replace(cfg, seed=seed, seeds=1)
             if k > 1:
                 write_json(run.dirs[i] / "config.json", to_dict(seed_cfg))
-            summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": rule_dict(run.rule),
+            summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": run.rule.as_dict(),
                        **log.figures(), "env_steps": int(stopped_at[i]),
                        "wall_seconds": round(float(run.stopped_wall[i]), 3),
                        "compile_seconds": round(run.compile_seconds, 3),
@@ -252,7 +252,3 @@ class Results(Part):
         if k > 1:
             self.aggregate = aggregate_summary(self.summaries, cfg, run.rule, run.interrupted)
             write_json(run.out / "summary.json", self.aggregate)
-
-
-def rule_dict(rule: Rule) -> dict:
-    return {"name": rule.name, "threshold": rule.threshold, "window": rule.window}

@@ -17,7 +17,7 @@ import numpy as np
 
 from .files import atomic_write
 from .plotting import pyplot, save_png
-from .envs import Rule
+from .rules import Rule, reached
 
 CSV_COLUMNS = ("episode", "return", "length", "rolling_mean", "epsilon", "mean_loss", "env_steps", "wall_seconds")
 EVAL_COLUMNS = ("env_steps", "wall_seconds", "mean", "std", "min", "max")
@@ -39,8 +39,7 @@ def episodes_before_solve(returns: np.ndarray, threshold: float | None, window: 
         return None
     c = np.concatenate([[0.0], np.cumsum(r)])
     means = (c[window:] - c[:-window]) / window
-    # Cumulative sums can be off by an ulp; a window exactly at the threshold must count.
-    hits = np.flatnonzero(means >= threshold - 1e-9 * max(1.0, abs(threshold)))
+    hits = np.flatnonzero(reached(means, threshold))
     return int(hits[0]) if len(hits) else None
 
 
@@ -100,8 +99,7 @@ class ScoreLog:
         mean = float(np.mean(self.returns[-w:]))
         self._write(self._csv, self._episode_row(n - 1))
         if solved is None:
-            solved = (self.rule.threshold is not None and n >= w
-                      and mean >= self.rule.threshold - 1e-9 * max(1.0, abs(self.rule.threshold)))
+            solved = self.rule.threshold is not None and n >= w and reached(mean, self.rule.threshold)
         just_solved = self.solved_at is None and bool(solved)
         if just_solved:
             self.solved_at = n - 1
@@ -112,7 +110,7 @@ class ScoreLog:
         row = (int(env_steps), float(wall), float(r.mean()), float(r.std()), float(r.min()), float(r.max()))
         self.evals.append(row)
         self._write(self._eval_csv, self._eval_row(row))
-        if self.eval_solved_at is None and self.rule.threshold is not None and row[2] >= self.rule.threshold:
+        if self.eval_solved_at is None and self.rule.threshold is not None and reached(row[2], self.rule.threshold):
             self.eval_solved_at = len(self.evals) - 1
 
     @staticmethod
@@ -250,7 +248,7 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
     from .errors import CheckpointError
     from .files import read_json
     from .config import ConfigError, from_dict
-    from .envs import resolve_rule
+    from .rules import resolve_rule
 
     curves, rules, single = [], [], None
     for run in map(Path, runs):

@@ -7,11 +7,7 @@ import math
 import numpy as np
 
 from .config import Config, to_dict
-from .envs import Rule
-
-
-def _rule_dict(rule: Rule) -> dict:
-    return {"name": rule.name, "threshold": rule.threshold, "window": rule.window}
+from .rules import Rule
 
 
 def median_or_none(values: list[float | None]) -> float | None:
@@ -29,7 +25,7 @@ def aggregate_summary(summaries: list[dict], cfg: Config, rule: Rule, interrupte
     per_seed = [{k: v for k, v in s.items() if k != "config"} for s in summaries]
     finals = [s["final_greedy_score"] for s in summaries if s["final_greedy_score"] is not None]
     return {
-        "env": cfg.env, "preset": cfg.preset, "seeds": cfg.seed_list, "rule": _rule_dict(rule),
+        "env": cfg.env, "preset": cfg.preset, "seeds": cfg.seed_list, "rule": rule.as_dict(),
         "success_rate": sum(s["solved"] for s in summaries) / len(summaries),
         "eval_success_rate": sum(s["eval_steps_to_solve"] is not None for s in summaries) / len(summaries),
         **{f"median_{key}": median_or_none([s[key] for s in summaries]) for key in keys},

@@ -24,11 +24,12 @@ from .checkpoint import CheckpointError, load_run, restore_run
 from .config import Config, ConfigError, resolve_device, to_dict, validate
 from .core import enable_compile_cache, use_threads
 from .driver import Part, Training, drive
-from .envs import Rule, env_sizes, resolve_rule
+from .envs import env_sizes
 from .errors import require
 from .files import write_json
 from .parts import Checkpoints, Evaluation, Plots, Progress, Report, Results, Scores, TensorBoard, TunerReport
 from .program import build
+from .rules import resolve_rule
 from .scores import ScoreLog
 
 

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .config import FIELDS, Config, ConfigError, build, load_toml, to_dict, validate
-from .envs import Rule, resolve_rule
+from .rules import Rule, resolve_rule
 
 HEARTBEAT_SECONDS = 30      # a running trial of an SQL storage says it is alive this often
 GRACE_SECONDS = 120         # ... and is marked failed by the next worker this long after its last heartbeat
