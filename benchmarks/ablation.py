@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from cartpole_dqn import build
-from cartpole_dqn.bench import (bench_seed_dirs, curves_on_grid, describe, fmt, load_bench, machine, read_curve,
-                                run_bench)
+from cartpole_dqn.bench import bench_seed_dirs, curves_on_grid, fmt, load_bench, machine, read_curve, run_bench
 from cartpole_dqn.files import write_json
 from cartpole_dqn.plotting import pyplot, save_png
 from cartpole_dqn.scores import episodes_before_solve, read_scores
+from cartpole_dqn.stats import describe
 
 VANILLA = dict(double=False, n_step=1, dueling=False, prioritized=False, noisy=False)
 N_STEP = build("default").n_step        # +n-step adds the default's horizon, so default = vanilla + double + n-step

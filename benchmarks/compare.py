@@ -36,12 +36,13 @@ import numpy as np
 import torch
 
 from cartpole_dqn import build, train
-from cartpole_dqn.bench import fmt, machine, median, success_rate
+from cartpole_dqn.bench import fmt, machine
 from cartpole_dqn.core.networks import Network, Params
 from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
 from cartpole_dqn.evaluation import greedy_returns
 from cartpole_dqn.rules import RULES
 from cartpole_dqn.scores import episodes_before_solve
+from cartpole_dqn.stats import median, success_rate
 
 ENV = "CartPole-v1"
 ZOO = dict(policy_kwargs=dict(net_arch=[256, 256]), learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,

@@ -21,10 +21,10 @@ from datetime import datetime, timezone
 
 from cartpole_dqn import build, train
 from cartpole_dqn.bench import fmt, machine
-from cartpole_dqn.bench import median as median_inf
 from cartpole_dqn.config import parse_value
 from cartpole_dqn.rules import RULES
 from cartpole_dqn.scores import episodes_before_solve
+from cartpole_dqn.stats import median as median_inf
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ from optuna.trial import TrialState  # noqa: E402
 import cartpole_dqn  # noqa: E402
 from cartpole_dqn import cli  # noqa: E402
 from cartpole_dqn.config import ConfigError, build, validate  # noqa: E402
-from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, open_storage,  # noqa: E402
-                               report, search_space, tune)
+from cartpole_dqn.stats import objective_value  # noqa: E402
+from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, open_storage, report, search_space, tune)  # noqa: E402
 from tests.conftest import run_cli, tiny  # noqa: E402
 
 # Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.

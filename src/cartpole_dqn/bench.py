@@ -11,10 +11,7 @@ writes (bench.csv and bench.json atomically: a reader sees a whole file or none)
   faint behind it, and the threshold;
 - `ebs.png`: the distribution of EBS over seeds, unsolved seeds counted beside it.
 
-The statistics follow rliable (Agarwal et al., 2021): the interquartile mean (the mean of the middle 50% of seeds,
-scipy's `trim_mean(x, 0.25)`) with a 95% percentile-bootstrap interval. With one task, the stratified bootstrap is
-the bootstrap over seeds. An unsolved run counts as +infinity in medians and IQMs (never as its budget, which would
-make a failure look like a slow success) and as not solved in rates.
+The statistics over seeds (medians, IQMs with 95% bootstrap intervals, success rates) are stats.py's.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -39,85 +35,11 @@ from .config import Config, ConfigError, to_dict
 from .config import check_bench_arguments as check_arguments  # in config: the CLI checks without numpy
 from .files import atomic_write, write_json
 from .plotting import pyplot, save_png
-
-CONFIDENCE = 0.95
-RESAMPLES = 2000
+from .stats import FIGURES, as_array, bootstrap_band, iqm, median, statistics
 
 # bench.csv columns, in order; every one is a key of a seed's summary.json.
 COLUMNS = ("seed", "solved", "episodes_before_solve", "steps_to_solve", "seconds_to_solve", "final_greedy_score",
            "eval_steps_to_solve", "eval_seconds_to_solve", "episodes", "env_steps", "wall_seconds")
-# Figures with statistics over seeds (a None, i.e. not reached, counts as +infinity except for the final score).
-FIGURES = ("episodes_before_solve", "steps_to_solve", "seconds_to_solve", "eval_steps_to_solve",
-           "eval_seconds_to_solve", "final_greedy_score")
-
-
-# ------------------------------------------------------------------------------------------------ statistics ---
-def as_array(values: Sequence[float | None]) -> np.ndarray:
-    """Values as floats, with None (a run that never got there) as +infinity."""
-    return np.array([math.inf if v is None else float(v) for v in values], dtype=float)
-
-
-def iqm(values: Sequence[float | None] | np.ndarray, axis: int = -1) -> float | np.ndarray:
-    """Interquartile mean: the mean of the values left after cutting floor(n/4) from each end (scipy's
-    `trim_mean(x, 0.25)`, as rliable computes it). None counts as +infinity; the result is infinite only when an
-    infinite value survives the cut."""
-    x = np.sort(as_array(values) if not isinstance(values, np.ndarray) else values, axis=axis)
-    n = x.shape[axis]
-    if n == 0:
-        raise ValueError("the IQM of no values is undefined")
-    cut = int(0.25 * n)
-    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
-
-
-def median(values: Sequence[float | None]) -> float:
-    """Median with None as +infinity (docs/metrics.md: unsolved runs are infinitely slow, not as slow as the budget)."""
-    return float(np.median(as_array(values)))
-
-
-def bootstrap_ci(values: Sequence[float | None] | np.ndarray, statistic=iqm, confidence: float = CONFIDENCE,
-                 resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of `statistic` over seeds: resample the seeds with replacement `resamples`
-    times (all at once, as one [resamples, n] index array) and take the central `confidence` of the statistic.
-
-    With a single task the stratified bootstrap of rliable is exactly this. `statistic` must accept an array and
-    an `axis`. Infinite values are allowed: a quantile between two infinities is infinity.
-    """
-    x = as_array(values) if not isinstance(values, np.ndarray) else np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    samples = x[rng.integers(0, len(x), size=(resamples, len(x)))]
-    stats = np.asarray(statistic(samples, axis=1), dtype=float)
-    tail = (1.0 - confidence) / 2
-    with np.errstate(invalid="ignore"):
-        lo, hi = np.quantile(stats, [tail, 1.0 - tail])
-    # Interpolating between inf and inf gives nan (inf - inf); the quantile there is inf.
-    return tuple(math.inf if math.isnan(v) else float(v) for v in (lo, hi))
-
-
-def success_rate(solved: Sequence[bool]) -> float:
-    """Solved runs over all runs: an unsolved run counts in the denominator, never in the numerator."""
-    if not len(solved):
-        raise ValueError("the success rate of no runs is undefined")
-    return sum(bool(s) for s in solved) / len(solved)
-
-
-def describe(values: Sequence[float | None], seed: int = 0) -> dict[str, float | None]:
-    """Median, IQM and its 95% bootstrap interval of one figure over seeds (infinity written as None in JSON)."""
-    x = as_array(values)
-    lo, hi = bootstrap_ci(x, seed=seed)
-    return {k: _finite(v) for k, v in (("median", median(values)), ("iqm", float(iqm(x))), ("ci_low", lo),
-                                        ("ci_high", hi))}
-
-
-def statistics(rows: list[dict]) -> dict:
-    """Every figure's median, IQM and interval over seeds, and the success rates (training rule, greedy eval)."""
-    stats = {key: describe([r[key] for r in rows]) for key in FIGURES}
-    stats["success_rate"] = success_rate([r["solved"] for r in rows])
-    stats["eval_success_rate"] = success_rate([r["eval_steps_to_solve"] is not None for r in rows])
-    return stats
-
-
-def _finite(v: float) -> float | None:
-    return None if math.isinf(v) or math.isnan(v) else round(float(v), 4)
 
 
 # ----------------------------------------------------------------------------------------------- machine ---
@@ -307,17 +229,6 @@ def curves_on_grid(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 20
     return grid, values
 
 
-def _band(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IQM over seeds and its 95% bootstrap band at each grid point (all points resampled together)."""
-    rng = np.random.default_rng(seed)
-    n = values.shape[0]
-    idx = rng.integers(0, n, size=(RESAMPLES, n))
-    boot = iqm(values[idx], axis=1)                              # [resamples, points]
-    tail = (1.0 - CONFIDENCE) / 2
-    lo, hi = np.quantile(boot, [tail, 1.0 - tail], axis=0)
-    return iqm(values, axis=0), lo, hi
-
-
 def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], threshold: float | None,
                 title: str) -> None:
     """curves.png: each seed faint, the IQM over seeds with its 95% band, the threshold line."""
@@ -327,7 +238,7 @@ def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], thresho
     grid, values = curves_on_grid(curves)
     started = ~np.isnan(values).any(axis=0)      # the IQM needs every seed to have finished an episode
     if started.any():
-        mid, lo, hi = _band(values[:, started])
+        mid, lo, hi = bootstrap_band(values[:, started])
         ax.fill_between(grid[started], lo, hi, color="#1f4e79", alpha=0.2, label="95% bootstrap CI")
         ax.plot(grid[started], mid, color="#1f4e79", lw=2, label=f"IQM over {len(curves)} seeds")
     if threshold is not None:

@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .config import FIELDS, Config, ConfigError, build, load_toml, to_dict, validate
 from .rules import Rule, resolve_rule
+from .stats import objective_value
 
 HEARTBEAT_SECONDS = 30      # a running trial of an SQL storage says it is alive this often
 GRACE_SECONDS = 120         # ... and is marked failed by the next worker this long after its last heartbeat
@@ -127,11 +128,6 @@ def search_space(trial: Trial, base: Config, fixed: frozenset[str] = frozenset()
         if free("priority_beta"):
             p["priority_beta"] = trial.suggest_float("priority_beta", 0.2, 0.8)
     return p
-
-
-def objective_value(steps_to_solve: Iterable[int | None], budget: int) -> float:
-    """The median over seeds of the env steps to solve, an unsolved seed (None) counting as twice the budget."""
-    return float(np.median([2 * budget if s is None else s for s in steps_to_solve]))
 
 
 # ----------------------------------------------------------------------------------------------- storage ---
