@@ -26,6 +26,7 @@ from cartpole_dqn import build
 from cartpole_dqn.bench import bench_seed_dirs, curves_on_grid, fmt, load_bench, machine, read_curve, run_bench
 from cartpole_dqn.files import write_json
 from cartpole_dqn.plotting import pyplot, save_png
+from cartpole_dqn.rundir import SCORES
 from cartpole_dqn.scores import episodes_before_solve, read_scores
 from cartpole_dqn.stats import describe
 
@@ -85,7 +86,7 @@ def main() -> None:
                      "v1_steps": stats["steps_to_solve"] if v1 else None, "eval_steps": stats["eval_steps_to_solve"],
                      "final_greedy": stats["final_greedy_score"], "wall_seconds": rep["wall_seconds"],
                      "date": rep["date"]})
-        curves[name] = curves_on_grid([read_curve(d / "scores.csv", 100) for d in dirs])
+        curves[name] = curves_on_grid([read_curve(d / SCORES, 100) for d in dirs])
         print(f"# {name}: {'read from ' + reuse[name] if name in reuse else 'trained'}, "
               f"{rep['wall_seconds']:,.0f} s", flush=True)
 

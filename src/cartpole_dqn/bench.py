@@ -35,6 +35,7 @@ from .config import Config, ConfigError, to_dict
 from .config import check_bench_arguments as check_arguments  # in config: the CLI checks without numpy
 from .files import atomic_write, write_json
 from .plotting import pyplot, save_png
+from .rundir import SCORES, RunDir
 from .stats import FIGURES, as_array, bootstrap_band, iqm, median, statistics
 
 # bench.csv columns, in order; every one is a key of a seed's summary.json.
@@ -85,11 +86,6 @@ class BenchResult:
     report: dict
 
 
-def seed_dirs(run_out: Path, seeds: list[int]) -> list[Path]:
-    """The folders `train` writes a run's seeds into (the run folder itself for a one-seed run)."""
-    return [run_out] if len(seeds) == 1 else [run_out / f"seed-{s}" for s in seeds]
-
-
 def load_bench(out: str | Path) -> BenchResult:
     """A finished benchmark read back from its folder (bench.json), to tabulate or compare it again."""
     out = Path(out)
@@ -109,7 +105,7 @@ def _layout(out: Path, seeds: list[int], procs: int) -> tuple[list[list[int]], l
     """(the seeds of each process, each process's run folder, each seed's run folder) of a benchmark in `out`."""
     parts = [[int(s) for s in p] for p in np.array_split(seeds, min(procs, len(seeds)))]
     runs = [out / "runs" / (f"seeds-{p[0]}-{p[-1]}" if len(parts) > 1 else "all") for p in parts]
-    return parts, runs, [d for r, p in zip(runs, parts) for d in seed_dirs(r, p)]
+    return parts, runs, [d for r, p in zip(runs, parts) for d in RunDir(r).seed_dirs(p)]
 
 
 def _train_part(cfg: Config, out: Path) -> list[dict]:
@@ -153,7 +149,6 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
         verbose: print the table.
     """
     from .rules import resolve_rule
-    from .training import prepare_out
 
     check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs, threads)
     if procs is None:
@@ -161,7 +156,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
     cfg = dataclasses.replace(cfg, plot_every=0.0, threads=threads)
     cfg, rule = resolve_rule(cfg)
     out = Path(out)
-    prepare_out(out)
+    RunDir(out).prepare()
     if (out / "bench.json").exists():
         raise ConfigError(f"--out {str(out)!r} already holds a benchmark: choose another folder")
     started, clock = datetime.now(timezone.utc), time.perf_counter()
@@ -185,7 +180,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
               "statistics": stats, "per_seed": rows, "config": to_dict(cfg)}
     write_csv(out / "bench.csv", rows)
     write_json(out / "bench.json", report)
-    curves = [read_curve(d / "scores.csv", rule.window) for d in dirs]
+    curves = [read_curve(d / SCORES, rule.window) for d in dirs]
     plot_curves(out / "curves.png", curves, rule.threshold, f"{cfg.env} - preset {cfg.preset} - "
                 f"{len(seeds)} seeds - rule {rule.name}")
     plot_ebs(out / "ebs.png", [r["episodes_before_solve"] for r in rows], f"{cfg.env} - preset {cfg.preset} - "

@@ -25,6 +25,7 @@ from .core.networks import Network, Params
 from .envs import env_sizes
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
 from .files import atomic_write, read_json, write_json
+from .rundir import CHECKPOINT
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -119,7 +120,6 @@ def _header_metadata(raw: bytes) -> dict[str, str]:
 # is the one moment a new checkpoint takes effect, so a crash before it leaves the previous checkpoint whole, and
 # a tensor file that was cut short or altered is refused.
 
-CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_META = "meta.json"
 
 
@@ -196,12 +196,12 @@ def save_run(run: Training) -> None:
             "solved_at": [log.solved_at for log in run.logs],
             "eval_solved_at": [log.eval_solved_at for log in run.logs],
             "envs": None if envs is None else [env_state(e) for e in envs.envs]}
-    save_checkpoint(run.out / CHECKPOINT_DIR, arrays, meta)
+    save_checkpoint(run.out / CHECKPOINT, arrays, meta)
 
 
 def load_run(out: Path) -> tuple[Config, dict[str, np.ndarray], dict[str, Any]]:
     """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint."""
-    arrays, meta = load_checkpoint(out / CHECKPOINT_DIR)
+    arrays, meta = load_checkpoint(out / CHECKPOINT)
     try:
         cfg = from_dict(meta["config"])
     except (ConfigError, KeyError, TypeError) as e:

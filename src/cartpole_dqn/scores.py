@@ -18,6 +18,7 @@ import numpy as np
 from .files import atomic_write
 from .plotting import pyplot, save_png
 from .rules import Rule, reached
+from .rundir import CONFIG, EVALS, PLOT, SCORES, RunDir
 
 CSV_COLUMNS = ("episode", "return", "length", "rolling_mean", "epsilon", "mean_loss", "env_steps", "wall_seconds")
 EVAL_COLUMNS = ("env_steps", "wall_seconds", "mean", "std", "min", "max")
@@ -68,11 +69,11 @@ class ScoreLog:
         self.dir = Path(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         rows = [",".join(CSV_COLUMNS)] + [self._row_text(self._episode_row(i)) for i in range(len(self.returns))]
-        atomic_write(self.dir / "scores.csv", "\n".join(rows) + "\n")
+        atomic_write(self.dir / SCORES, "\n".join(rows) + "\n")
         rows = [",".join(EVAL_COLUMNS)] + [self._row_text(self._eval_row(row)) for row in self.evals]
-        atomic_write(self.dir / "eval.csv", "\n".join(rows) + "\n")
-        self._csv = open(self.dir / "scores.csv", "a", newline="")
-        self._eval_csv = open(self.dir / "eval.csv", "a", newline="")
+        atomic_write(self.dir / EVALS, "\n".join(rows) + "\n")
+        self._csv = open(self.dir / SCORES, "a", newline="")
+        self._eval_csv = open(self.dir / EVALS, "a", newline="")
 
     def _episode_row(self, i: int) -> tuple:
         w = self.rule.window
@@ -168,7 +169,7 @@ class ScoreLog:
 
     def plot(self, title: str) -> None:
         """Draw scores.png (atomically): returns, rolling mean, threshold, trend line and greedy evaluations."""
-        plot_scores(self.dir / "scores.png", np.array(self.returns), np.array(self.env_steps), self.evals,
+        plot_scores(self.dir / PLOT, np.array(self.returns), np.array(self.env_steps), self.evals,
                     self.rule, title)
 
 
@@ -210,16 +211,16 @@ def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
 def read_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, list]:
     """(returns, env_steps, evals) from a seed's scores.csv and eval.csv; ValueError if scores.csv is damaged."""
     folder = Path(folder)
-    rows = list(csv.DictReader(open(folder / "scores.csv", newline="")))
+    rows = list(csv.DictReader(open(folder / SCORES, newline="")))
     try:
         returns = np.array([float(r["return"]) for r in rows])
         steps = np.array([int(r["env_steps"]) for r in rows], dtype=np.int64)
         evals = []
-        if (folder / "eval.csv").exists():
+        if (folder / EVALS).exists():
             evals = [(int(r["env_steps"]), float(r["wall_seconds"]), float(r["mean"]), float(r["std"]),
-                      float(r["min"]), float(r["max"])) for r in csv.DictReader(open(folder / "eval.csv", newline=""))]
+                      float(r["min"]), float(r["max"])) for r in csv.DictReader(open(folder / EVALS, newline=""))]
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{str(folder / 'scores.csv')!r} is not a cartpole-dqn scores file: {e}") from None
+        raise ValueError(f"{str(folder / SCORES)!r} is not a cartpole-dqn scores file: {e}") from None
     return returns, steps, evals
 
 
@@ -256,13 +257,12 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
             raise CheckpointError(f"{str(run)!r} is not a run folder" + ("" if run.exists() else
                                                                           " (it does not exist)"))
         try:
-            cfg, rule = resolve_rule(from_dict(read_json(run / "config.json")))
+            cfg, rule = resolve_rule(from_dict(read_json(run / CONFIG)))
         except (ConfigError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{str(run / 'config.json')!r} is not a cartpole-dqn configuration: {e}") from None
-        folders = [run] if (run / "scores.csv").exists() else sorted(run.glob("seed-*/"))
-        folders = [f for f in folders if (f / "scores.csv").exists()]
+            raise CheckpointError(f"{str(run / CONFIG)!r} is not a cartpole-dqn configuration: {e}") from None
+        folders = RunDir(run).find_seed_dirs(SCORES)
         if not folders:
-            raise CheckpointError(f"{str(run)!r} holds no scores.csv")
+            raise CheckpointError(f"{str(run)!r} holds no {SCORES}")
         for f in folders:
             try:
                 returns, steps, evals = read_scores(f)
@@ -274,10 +274,10 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
         rules.append(rule)
     if len(curves) == 1:
         f, returns, steps, evals, cfg = single
-        path = Path(out) if out is not None else f / "scores.png"
+        path = Path(out) if out is not None else f / PLOT
         plot_scores(path, returns, steps, evals, rules[0], f"{cfg.env} - preset {cfg.preset} - seed {cfg.seed}")
         return path
-    path = Path(out) if out is not None else (Path(runs[0]) / "scores.png" if len(runs) == 1
+    path = Path(out) if out is not None else (Path(runs[0]) / PLOT if len(runs) == 1
                                               else Path("scores-overlay.png"))
     title = f"{len(curves)} runs" if len(runs) > 1 else f"{Path(runs[0]).name}: {len(curves)} seeds"
     plot_overlay(path, curves, rules[0], title)
