@@ -7,7 +7,7 @@ import pytest
 from cartpole_dqn import bench
 from cartpole_dqn.bench import COLUMNS, bench_seed_dirs, curves_on_grid, default_procs, load_bench, run_bench
 from cartpole_dqn.config import ConfigError, preset
-from cartpole_dqn.cli import build_parser, main
+from cartpole_dqn.cli import build_parser, config_from_args, main
 from cartpole_dqn.stats import FIGURES
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -51,14 +51,31 @@ def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
 
 
 def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
-    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150), tmp_path / "b", procs=2, threads=2,
-                       verbose=False)
+    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150, threads=2), tmp_path / "b", procs=2, verbose=False)
     assert [r["seed"] for r in result.rows] == [7, 8] and result.report["procs"] == 2
     # the thread count reaches the training processes (and the record), not only this one
     assert result.report["config"]["threads"] == 2 and result.report["machine"].endswith("2 threads")
     assert json.loads((tmp_path / "b" / "runs" / "seeds-7-7" / "config.json").read_text())["threads"] == 2
     assert (tmp_path / "b" / "runs" / "seeds-7-7" / "summary.json").exists()
     assert bench_seed_dirs(load_bench(tmp_path / "b")) == [tmp_path / "b" / "runs" / f"seeds-{s}-{s}" for s in (7, 8)]
+
+
+def test_an_explicit_threads_setting_is_what_the_bench_trains_with(tmp_path):
+    """`--set threads=N` (as any setting of the config) reaches the training and the record: the bench has no
+    default of its own to put over it."""
+    out = tmp_path / "b"
+    assert main(["bench", "--seeds", "1", "--procs", "1", "--max-steps", "100", "--eval-every", "0",
+                 "--set", "threads=2", "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
+                 "--set", "final_eval_episodes=0", "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["config"]["threads"] == 2 and report["machine"].endswith("2 threads")
+    assert json.loads((out / "runs" / "all" / "config.json").read_text())["threads"] == 2
+
+
+@pytest.mark.parametrize("argv,threads", [([], 1), (["--threads", "3"], 3), (["--set", "threads=2"], 2),
+                                          (["--threads", "3", "--set", "threads=2"], 2)])
+def test_the_threads_flag_sets_the_config_and_set_wins_as_for_every_flag(argv, threads):
+    assert config_from_args(build_parser().parse_args(["bench", *argv])).threads == threads
 
 
 def test_bench_defaults_to_ten_seeds_over_the_machine_cores():

@@ -75,6 +75,7 @@ def test_a_bootstrap_band_holds_the_iqm_at_every_point():
 def test_the_tuner_objective_counts_an_unsolved_seed_as_twice_the_budget():
     assert objective_value([100, 300, 200], budget=1000) == 200
     assert objective_value([100, None, None], budget=1000) == 2000
+    assert objective_value([None], budget=500) == 1000
 
 
 def _summary(seed, solved, steps, final):

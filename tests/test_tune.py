@@ -57,12 +57,6 @@ def test_every_sampled_trial_is_a_valid_config_and_fixed_settings_are_not_search
     assert searched == set(SEARCH_SPACE) - {"width", "depth", "lr"} - set(ONLY[other])
 
 
-def test_objective_is_the_median_with_unsolved_seeds_at_twice_the_budget():
-    assert objective_value([100, 300, 200], budget=1000) == 200
-    assert objective_value([100, None, None], budget=1000) == 2000
-    assert objective_value([None], budget=500) == 1000
-
-
 # -------------------------------------------------------------------------------------------- the study ---
 def test_a_study_in_sqlite_by_default_keeps_every_trial_and_a_second_run_adds_to_it(tmp_path):
     base = tiny(seeds=2)
@@ -87,6 +81,11 @@ def test_the_pruner_hears_the_rolling_mean_and_stops_a_poor_trial_early(tmp_path
     (t,) = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
     (step,) = t.intermediate_values
     assert step == 100 and -500 <= t.intermediate_values[step] < 0
+
+
+def test_a_trial_trains_with_the_threads_the_config_asks_for(tmp_path):
+    result = tune(tiny(threads=2), trials=1, out=tmp_path, budget=200, fixed=TINY_FIXED)
+    assert result.best.user_attrs["config"]["threads"] == 2
 
 
 def test_jobs_run_trials_in_parallel_worker_processes(tmp_path):

@@ -134,26 +134,25 @@ def default_procs(cfg: Config) -> int:
     return max(1, min(usable_cores(), cfg.seeds))
 
 
-def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads: int = 1,
-              verbose: bool = True) -> BenchResult:
+def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose: bool = True) -> BenchResult:
     """Train `cfg.seeds` seeds from `cfg.seed`, then write bench.csv, bench.json, curves.png and ebs.png in `out`.
 
     Args:
-        cfg: the configuration of every seed (its `seeds` and `seed` pick the seed list).
+        cfg: the configuration of every seed (its `seeds` and `seed` pick the seed list; its `threads`, the CPU
+            threads of each process, default 1: small matrices do not pay for the synchronisation, far less when
+            other work shares the cores).
         out: the benchmark folder; the training runs go in `out/runs`.
         procs: processes to split the seeds over (each trains its slice on the seed axis); 1 trains every seed
             in this process. None (the default): `default_procs(cfg)`, the usable cores on the CPU (at most one per
             seed), 1 on an accelerator.
-        threads: CPU threads per process for the compiled program. One by default: small matrices do not pay
-            for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
     from .rules import resolve_rule
 
-    check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs, threads)
+    check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs)
     if procs is None:
         procs = default_procs(cfg)
-    cfg = dataclasses.replace(cfg, plot_every=0.0, threads=threads)
+    cfg = dataclasses.replace(cfg, plot_every=0.0)
     cfg, rule = resolve_rule(cfg)
     out = Path(out)
     RunDir(out).prepare()
@@ -171,7 +170,7 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
             summaries = [s for f in futures for s in f.result()]
     rows = [{key: s[key] for key in COLUMNS} for s in summaries]
     stats = statistics(rows)
-    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads), "versions": versions(),
+    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(cfg.threads), "versions": versions(),
               "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
               "rule": rule.as_dict(),
               "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),

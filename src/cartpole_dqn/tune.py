@@ -327,14 +327,13 @@ class Objective:
 
 
 def _work(base: Config, fixed: frozenset[str], runs: Path, url: str, name: str, trials: int,
-          pruner: optuna.pruners.BasePruner | None, threads: int) -> None:
+          pruner: optuna.pruners.BasePruner | None) -> None:
     """One worker: join the study and run `trials` trials (module level, so a spawned process can import it)."""
     storage = open_storage(url)
     _, rule = resolve_rule(base)
     study = open_study(storage, name, setup_of(base, rule), url=url, pruner=pruner)
     fail_dead_trials(study, storage)
-    # One thread per worker: small networks gain nothing from more (see bench.run_bench).
-    study.optimize(Objective(dataclasses.replace(base, threads=threads), fixed, runs), n_trials=trials)
+    study.optimize(Objective(base, fixed, runs), n_trials=trials)
 
 
 # ---------------------------------------------------------------------------------------------- commands ---
@@ -375,7 +374,8 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
         storage: an SQLAlchemy URL (postgresql://..., sqlite:///...) or `journal:PATH`; default the SQLite file.
         study: study name; default `<env>-<preset>`. A study made for another env, preset, rule or budget is
             refused.
-        jobs: worker processes on this machine, each with one CPU thread.
+        jobs: worker processes on this machine, each with `base.threads` CPU threads (default 1: small networks
+            gain nothing from more).
         fixed: settings held at their `base` value instead of searched (see `search_space`).
         pruner: default `default_pruner(budget)`.
     """
@@ -397,12 +397,12 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
     runs = out / "trials" / name
     shares = [trials // jobs + (i < trials % jobs) for i in range(min(jobs, trials))]
     if len(shares) == 1:
-        _work(base, fixed, runs, url, name, trials, pruner, threads=1)
+        _work(base, fixed, runs, url, name, trials, pruner)
     else:
         # Create the study here, so a bad URL or a clash is one line before any worker starts.
         open_study(open_storage(url), name, setup_of(base, rule), url=url, pruner=pruner)
         ctx = get_context("spawn")
-        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, 1)) for n in shares]
+        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner)) for n in shares]
         for p in procs:
             p.start()
         for p in procs:
