@@ -66,3 +66,30 @@ def test_the_tolerance_scales_with_the_threshold_and_refuses_a_real_shortfall():
     assert reached(195.0, 195.0) and reached(-110.0, -110.0)
     assert not reached(194.99, 195.0) and not reached(-110.01, -110.0)
     assert reached(np.array([194.0, 195.0]), 195.0).tolist() == [False, True]
+
+
+def test_an_env_given_with_a_rule_must_be_the_rules_own():
+    """CartPole-v1 is the default env; given explicitly it is a choice, and --rule v0 (CartPole-v0) contradicts it."""
+    message = "--env CartPole-v1 conflicts with --rule v0, which is defined on CartPole-v0"
+    with pytest.raises(ConfigError, match=message):
+        build(overrides={"env": "CartPole-v1", "rule": "v0"})
+    assert build(overrides={"rule": "v0"}).env == "CartPole-v0"                 # not given: the rule's env
+    assert build(overrides={"env": "CartPole-v0", "rule": "v0"}).env == "CartPole-v0"
+    assert build(overrides={"env": "CartPole-v1", "rule": "v1"}).env == "CartPole-v1"
+
+
+def test_the_cli_refuses_an_env_that_contradicts_the_rule_in_one_line(tmp_path, capsys):
+    from cartpole_dqn.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--env", "CartPole-v1", "--rule", "v0", "--max-steps", "50", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "CartPole-v1" in err and "v0" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_a_saved_config_loads_with_its_resolved_env_and_rule(tmp_path):
+    from cartpole_dqn.config import from_dict, to_dict
+
+    cfg, _ = resolve_rule(build(overrides={"rule": "v0", "seed": 3}))
+    again = from_dict(to_dict(cfg))
+    assert again == cfg and again.env == "CartPole-v0" and again.rule == "v0"

@@ -71,7 +71,8 @@ def _settings_epilog() -> str:
 
 def _add_run_options(p: argparse.ArgumentParser, seeds: int = 1) -> None:
     """The flags every training command shares; `seeds` is the command's default number of seeds (its help)."""
-    p.add_argument("--env", help="gymnasium environment id (default CartPole-v1; Discrete actions, flat Box obs)")
+    p.add_argument("--env", help="gymnasium environment id (default: the --rule's, else CartPole-v1; Discrete "
+                                 "actions, flat Box obs)")
     p.add_argument("--rule", help="solve rule: article (CartPole-v1, 195), v0 (CartPole-v0, 195), v1 (CartPole-v1, "
                                   "475); default: article for classic on CartPole-v1, else the env's threshold")
     p.add_argument("--solve-score", type=float, metavar="X", help="mean training return that counts as solved")

@@ -49,17 +49,27 @@ def reached(mean: Any, threshold: float) -> Any:
     return mean >= threshold - tolerance(threshold)
 
 
+def settle_env(cfg: Config, env_given: bool) -> Config:
+    """`cfg` on the environment of its rule (if it has one). An env that was given (a flag, --set, a config file or
+    a preset) must be the rule's, or it is a ConfigError naming both; one that was not given gives way."""
+    if cfg.rule is None:
+        return cfg
+    rule = RULES[cfg.rule]
+    if env_given and cfg.env != rule.env:
+        raise ConfigError(f"--env {cfg.env} conflicts with --rule {cfg.rule}, which is defined on {rule.env}")
+    return dataclasses.replace(cfg, env=rule.env)
+
+
 def resolve_rule(cfg: Config) -> tuple[Config, Rule]:
     """Settle the environment and the solve rule a config asks for.
 
     `--rule` sets the environment; an explicit `solve_score` overrides the threshold. With no rule, the classic
-    preset on CartPole-v1 uses `article` and everything else the environment spec's `reward_threshold`.
+    preset on CartPole-v1 uses `article` and everything else the environment spec's `reward_threshold`. `build`
+    knows whether an env was given; a Config made directly does not, so here its default env gives way.
     """
+    cfg = settle_env(cfg, env_given=cfg.env != Config.env)
     if cfg.rule is not None:
         rule = RULES[cfg.rule]
-        if cfg.env not in (rule.env, Config.env):  # the default env gives way to the rule's
-            raise ConfigError(f"--env {cfg.env} conflicts with --rule {cfg.rule}, which is defined on {rule.env}")
-        cfg = dataclasses.replace(cfg, env=rule.env)
     elif cfg.preset == "classic" and cfg.env == "CartPole-v1":
         rule = RULES["article"]
     else:
