@@ -16,7 +16,6 @@ measures; it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from cartpole_dqn import build
-from cartpole_dqn.bench import (bench_seed_dirs, curves_on_grid, describe, fmt, load_bench, machine, read_curve,
-                                run_bench)
+from cartpole_dqn.bench import bench_seed_dirs, curves_on_grid, fmt, load_bench, machine, read_curve, run_bench
+from cartpole_dqn.files import write_json
+from cartpole_dqn.plotting import pyplot, save_png
+from cartpole_dqn.rundir import SCORES
 from cartpole_dqn.scores import episodes_before_solve, read_scores
+from cartpole_dqn.stats import describe
 
 VANILLA = dict(double=False, n_step=1, dueling=False, prioritized=False, noisy=False)
 N_STEP = build("default").n_step        # +n-step adds the default's horizon, so default = vanilla + double + n-step
@@ -84,7 +86,7 @@ def main() -> None:
                      "v1_steps": stats["steps_to_solve"] if v1 else None, "eval_steps": stats["eval_steps_to_solve"],
                      "final_greedy": stats["final_greedy_score"], "wall_seconds": rep["wall_seconds"],
                      "date": rep["date"]})
-        curves[name] = curves_on_grid([read_curve(d / "scores.csv", 100) for d in dirs])
+        curves[name] = curves_on_grid([read_curve(d / SCORES, 100) for d in dirs])
         print(f"# {name}: {'read from ' + reuse[name] if name in reuse else 'trained'}, "
               f"{rep['wall_seconds']:,.0f} s", flush=True)
 
@@ -105,19 +107,13 @@ def main() -> None:
                           fmt(steps["median"]) if steps else "n/a", ci, fmt(r["eval_steps"]["median"]),
                           fmt(r["final_greedy"]["median"])]))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps({"date": started.isoformat(), "machine": machine(1),
-                                                  "rows": rows}, indent=2) + "\n")
+    write_json(out / "ablation.json", {"date": started.isoformat(), "machine": machine(1), "rows": rows})
     _plot(out / "ablation.png", curves)
     print(f"# figure: {out / 'ablation.png'}")
 
 
 def _plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5.5), dpi=100)
     for name, (grid, values) in curves.items():
         with warnings.catch_warnings():       # grid points before any seed's first episode are all NaN
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -129,9 +125,7 @@ def _plot(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     ax.set_title("CartPole-v1: what each improvement buys")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

@@ -36,11 +36,14 @@ import numpy as np
 import torch
 
 from cartpole_dqn import build, train
-from cartpole_dqn.bench import fmt, machine, median, success_rate
+from cartpole_dqn.bench import fmt, machine
 from cartpole_dqn.core.networks import Network, Params
-from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, RULES
+from cartpole_dqn.envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
 from cartpole_dqn.evaluation import greedy_returns
+from cartpole_dqn.rules import RULES
+from cartpole_dqn.rundir import SCORES
 from cartpole_dqn.scores import episodes_before_solve
+from cartpole_dqn.stats import median, success_rate
 
 ENV = "CartPole-v1"
 ZOO = dict(policy_kwargs=dict(net_arch=[256, 256]), learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
@@ -131,7 +134,7 @@ def run_ours(seed: int, steps: int, eval_every: int, eval_episodes: int, threads
                                           threads=threads))
     result = train(cfg, out, verbose=False)
     rec = Record()
-    with open(out / "scores.csv", newline="") as f:
+    with open(out / SCORES, newline="") as f:
         for row in csv.DictReader(f):
             rec.returns.append(float(row["return"]))
             rec.env_steps.append(int(row["env_steps"]))

@@ -83,7 +83,8 @@ def measure(preset: str, seeds: int, device: str, rule: str, max_steps: int | No
 
     from cartpole_dqn import preset as make_config
     from cartpole_dqn import scores
-    from cartpole_dqn.bench import machine, median, versions
+    from cartpole_dqn.bench import machine, versions
+    from cartpole_dqn.stats import median
     from cartpole_dqn.config import resolve_device
 
     from cartpole_dqn import checkpoint
@@ -162,7 +163,7 @@ def cell(key: str, value) -> str:
 
 def _write(out: Path | None, report: dict) -> None:
     if out is not None:
-        from cartpole_dqn.checkpoint import write_json
+        from cartpole_dqn.files import write_json
 
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "scaling.json", report)

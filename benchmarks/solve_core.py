@@ -24,8 +24,8 @@ import numpy as np
 
 from cartpole_dqn.bench import cpu_model
 from cartpole_dqn.config import parse_value, preset
-from cartpole_dqn.envs import RULES, resolve_rule
 from cartpole_dqn.program import build
+from cartpole_dqn.rules import RULES, resolve_rule
 
 
 def main() -> None:

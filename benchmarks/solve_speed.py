@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 
 from cartpole_dqn import build, train
 from cartpole_dqn.bench import fmt, machine
-from cartpole_dqn.bench import median as median_inf
 from cartpole_dqn.config import parse_value
-from cartpole_dqn.envs import RULES
+from cartpole_dqn.rules import RULES
+from cartpole_dqn.rundir import SCORES, RunDir
 from cartpole_dqn.scores import episodes_before_solve
+from cartpole_dqn.stats import median as median_inf
 
 
 def main() -> None:
@@ -90,10 +91,10 @@ def _also(name: str, result, cfg) -> list[dict]:
     rule = RULES[name]
     if rule.env != cfg.env:
         raise SystemExit(f"--also {name} is defined on {rule.env}, this run is on {cfg.env}")
-    dirs = [result.out] if cfg.seeds == 1 else [result.out / f"seed-{s}" for s in cfg.seed_list]
+    dirs = RunDir(result.out).seed_dirs(cfg.seed_list)
     rows = []
     for seed, d in zip(cfg.seed_list, dirs):
-        scores = list(csv.DictReader(open(d / "scores.csv")))
+        scores = list(csv.DictReader(open(d / SCORES)))
         ebs = episodes_before_solve([float(r["return"]) for r in scores], rule.threshold, rule.window)
         end = scores[ebs + rule.window - 1] if ebs is not None else None
         rows.append({"seed": seed, "solved": ebs is not None, "episodes_before_solve": ebs,

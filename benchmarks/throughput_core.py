@@ -46,7 +46,7 @@ def setup(hidden: tuple[int, ...], steps: int, k: int):
     import jax.numpy as jnp
 
     from cartpole_dqn.config import preset
-    from cartpole_dqn.envs import Rule
+    from cartpole_dqn.rules import Rule
     from cartpole_dqn.program import build
 
     cfg = preset("default", hidden=hidden, eval_every=0, learning_starts=500, max_steps=steps,

@@ -20,8 +20,9 @@ from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-from cartpole_dqn.bench import machine, median, versions  # noqa: E402
+from cartpole_dqn.bench import machine, versions  # noqa: E402
 from cartpole_dqn.config import preset  # noqa: E402
+from cartpole_dqn.stats import median  # noqa: E402
 from cartpole_dqn.training import train  # noqa: E402
 
 

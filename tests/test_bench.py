@@ -1,57 +1,16 @@
 import csv
 import json
-import math
 
 import numpy as np
 import pytest
-from scipy.stats import trim_mean
 
 from cartpole_dqn import bench
-from cartpole_dqn.bench import (COLUMNS, FIGURES, bench_seed_dirs, bootstrap_ci, curves_on_grid, default_procs, iqm,
-                                load_bench, median, run_bench, statistics, success_rate)
+from cartpole_dqn.bench import COLUMNS, bench_seed_dirs, curves_on_grid, default_procs, load_bench, run_bench
 from cartpole_dqn.config import ConfigError, preset
-from cartpole_dqn.cli import build_parser, main
+from cartpole_dqn.cli import build_parser, config_from_args, main
+from cartpole_dqn.stats import FIGURES
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-# -------------------------------------------------------------------------------------------------- statistics ---
-def test_iqm_is_the_mean_of_the_middle_half():
-    assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)                # cut one from each end
-    assert iqm([8, 1, 7, 2, 6, 3, 5, 4]) == pytest.approx(4.5)    # order does not matter: mean of 3, 4, 5, 6
-    assert iqm([1, 2, 3, 4, 100]) == pytest.approx(3.0)           # n = 5 cuts one each side: the outlier goes
-    assert iqm([7]) == 7
-    x = np.random.default_rng(0).normal(size=20)
-    assert iqm(x) == pytest.approx(trim_mean(x, 0.25))            # what rliable computes
-
-
-def test_unsolved_runs_are_infinite_in_medians_and_iqms():
-    assert iqm([1, 2, 3, None]) == pytest.approx(2.5)             # the unsolved run is cut off the top
-    assert math.isinf(iqm([1, 2, None, None]))                    # half unsolved: the IQM is infinite
-    assert median([10, 20, None]) == 20
-    assert math.isinf(median([10, None, None]))                   # not the budget: never reached
-
-
-def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
-    x = np.array([120, 131, 95, 160, 142, 110, 138, 101, 150, 127], dtype=float)
-    lo, hi = bootstrap_ci(x)
-    assert lo <= iqm(x) <= hi and lo >= x.min() and hi <= x.max() and hi - lo > 0
-    assert bootstrap_ci(x) == (lo, hi)
-    assert bootstrap_ci(np.full(6, 3.0)) == (3.0, 3.0)            # no spread, no width
-    lo, hi = bootstrap_ci([1.0, 2.0, None, None, None])           # mostly unsolved: the upper end is infinite
-    assert math.isinf(hi)
-
-
-def test_success_rate_counts_unsolved_runs():
-    assert success_rate([True, False, False, True]) == 0.5
-    assert success_rate([False, False]) == 0.0
-    rows = [dict(seed=s, solved=s < 1, episodes_before_solve=100 if s < 1 else None, steps_to_solve=None,
-                 seconds_to_solve=None, final_greedy_score=float(s), eval_steps_to_solve=2000 if s < 3 else None,
-                 eval_seconds_to_solve=None) for s in range(4)]
-    stats = statistics(rows)
-    assert stats["success_rate"] == 0.25 and stats["eval_success_rate"] == 0.75
-    assert stats["episodes_before_solve"]["median"] is None       # infinite medians are written as null
-    assert stats["final_greedy_score"]["iqm"] == pytest.approx(1.5)
 
 
 def test_curves_hold_each_seed_latest_score_on_a_common_grid():
@@ -92,14 +51,31 @@ def test_bench_writes_complete_files_for_three_seeds(tmp_path, capsys):
 
 
 def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
-    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150), tmp_path / "b", procs=2, threads=2,
-                       verbose=False)
+    result = run_bench(tiny_config(seeds=2, seed=7, max_steps=150, threads=2), tmp_path / "b", procs=2, verbose=False)
     assert [r["seed"] for r in result.rows] == [7, 8] and result.report["procs"] == 2
     # the thread count reaches the training processes (and the record), not only this one
     assert result.report["config"]["threads"] == 2 and result.report["machine"].endswith("2 threads")
     assert json.loads((tmp_path / "b" / "runs" / "seeds-7-7" / "config.json").read_text())["threads"] == 2
     assert (tmp_path / "b" / "runs" / "seeds-7-7" / "summary.json").exists()
     assert bench_seed_dirs(load_bench(tmp_path / "b")) == [tmp_path / "b" / "runs" / f"seeds-{s}-{s}" for s in (7, 8)]
+
+
+def test_an_explicit_threads_setting_is_what_the_bench_trains_with(tmp_path):
+    """`--set threads=N` (as any setting of the config) reaches the training and the record: the bench has no
+    default of its own to put over it."""
+    out = tmp_path / "b"
+    assert main(["bench", "--seeds", "1", "--procs", "1", "--max-steps", "100", "--eval-every", "0",
+                 "--set", "threads=2", "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
+                 "--set", "final_eval_episodes=0", "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["config"]["threads"] == 2 and report["machine"].endswith("2 threads")
+    assert json.loads((out / "runs" / "all" / "config.json").read_text())["threads"] == 2
+
+
+@pytest.mark.parametrize("argv,threads", [([], 1), (["--threads", "3"], 3), (["--set", "threads=2"], 2),
+                                          (["--threads", "3", "--set", "threads=2"], 2)])
+def test_the_threads_flag_sets_the_config_and_set_wins_as_for_every_flag(argv, threads):
+    assert config_from_args(build_parser().parse_args(["bench", *argv])).threads == threads
 
 
 def test_bench_defaults_to_ten_seeds_over_the_machine_cores():

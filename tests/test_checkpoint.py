@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cartpole_dqn.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_model, save_checkpoint
+from cartpole_dqn.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from cartpole_dqn.cli import main
 from cartpole_dqn.core.networks import Network, input_bounds
 from cartpole_dqn.evaluation import load
@@ -49,15 +49,6 @@ def test_a_new_checkpoint_replaces_the_old_only_when_complete(tmp_path):
     tensors, meta = load_checkpoint(tmp_path)
     assert meta["n"] == 2 and tensors["x"].sum() == 0
     assert len(list(tmp_path.glob("state-*.safetensors"))) == 1
-
-
-def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    f = tmp_path / "a.json"
-    atomic_write(f, "old")
-    monkeypatch.setattr("os.replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
-        atomic_write(f, "new")
-    assert f.read_text() == "old" and list(tmp_path.iterdir()) == [f]
 
 
 def test_a_checkpoint_cut_short_at_any_byte_is_refused(run, tmp_path):

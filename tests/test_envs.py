@@ -1,34 +1,8 @@
-import dataclasses
-
 import numpy as np
 import pytest
 
-from cartpole_dqn.config import Config, ConfigError, preset
-from cartpole_dqn.envs import RULES, check_spaces, make_envs, env_sizes, resolve_rule, step_envs
-
-
-def test_rules_follow_metrics_md():
-    assert (RULES["article"].env, RULES["article"].threshold, RULES["article"].window) == ("CartPole-v1", 195, 100)
-    assert (RULES["v0"].env, RULES["v0"].threshold) == ("CartPole-v0", 195)
-    assert (RULES["v1"].env, RULES["v1"].threshold) == ("CartPole-v1", 475)
-
-
-def test_classic_defaults_to_the_article_rule_and_default_to_the_env_threshold():
-    _, rule = resolve_rule(preset("classic"))
-    assert rule.name == "article" and rule.threshold == 195
-    _, rule = resolve_rule(Config())
-    assert rule.threshold == 475 and rule.window == 100
-    cfg, rule = resolve_rule(Config(env="Acrobot-v1"))
-    assert rule.threshold == -100
-
-
-def test_rule_sets_the_environment_and_solve_score_overrides():
-    cfg, rule = resolve_rule(dataclasses.replace(Config(), rule="v0"))
-    assert cfg.env == "CartPole-v0" and rule.threshold == 195
-    cfg, rule = resolve_rule(dataclasses.replace(Config(), rule="v1", solve_score=300.0, solve_window=20))
-    assert rule.threshold == 300 and rule.window == 20
-    with pytest.raises(ConfigError, match="conflicts"):
-        resolve_rule(dataclasses.replace(Config(), env="Acrobot-v1", rule="v1"))
+from cartpole_dqn.config import ConfigError
+from cartpole_dqn.envs import check_spaces, env_sizes, make_envs, step_envs
 
 
 def test_unsupported_environments_are_refused_with_the_reason():
@@ -57,17 +31,6 @@ def test_step_envs_returns_the_true_final_observation_of_a_truncated_episode():
     assert not np.allclose(final_obs[0], next_obs[0])      # env 0 was reset: acting continues from the new start
     assert np.allclose(final_obs[1], next_obs[1])
     assert abs(final_obs[0][0] - before[0]) < 0.1          # the final state follows from the last one, not a reset
-
-
-def test_neighbour_environments_pick_their_own_preset_and_rule():
-    from cartpole_dqn.config import build
-
-    cfg = build(overrides={"env": "Acrobot-v1"})
-    assert cfg.preset == "acrobot" and cfg.hidden == (256, 256)
-    assert build("default", overrides={"env": "Acrobot-v1"}).preset == "default"     # a named preset wins
-    assert build("mountaincar").env == "MountainCar-v0"
-    _, rule = resolve_rule(build(overrides={"env": "MountainCar-v0"}))
-    assert rule.threshold == -110 and rule.window == 100
 
 
 def test_an_environment_missing_its_extra_says_which(monkeypatch):

@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 
-from cartpole_dqn.envs import Rule
+from cartpole_dqn.rules import Rule
 from cartpole_dqn.scores import CSV_COLUMNS, ScoreLog, episodes_before_solve, rolling_mean
 
 RULE = Rule("test", "CartPole-v1", 195.0, 100)

@@ -28,9 +28,9 @@ from optuna.trial import TrialState  # noqa: E402
 import cartpole_dqn  # noqa: E402
 from cartpole_dqn import cli  # noqa: E402
 from cartpole_dqn.config import ConfigError, build, validate  # noqa: E402
+from cartpole_dqn.stats import objective_value  # noqa: E402
 from cartpole_dqn.studies import open_storage  # noqa: E402
-from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, objective_value, report, search_space,  # noqa: E402
-                               shapes_program, tune)
+from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, report, search_space, shapes_program, tune)  # noqa: E402
 from tests.conftest import run_cli, tiny  # noqa: E402
 
 # Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.
@@ -57,12 +57,6 @@ def test_every_sampled_trial_is_a_valid_config_and_fixed_settings_are_not_search
         study.tell(trial, 0.0)
     searched = {name for t in study.trials for name in t.params}
     assert searched == set(SEARCH_SPACE) - {"width", "depth", "lr"} - set(ONLY[other])
-
-
-def test_objective_is_the_median_with_unsolved_seeds_at_twice_the_budget():
-    assert objective_value([100, 300, 200], budget=1000) == 200
-    assert objective_value([100, None, None], budget=1000) == 2000
-    assert objective_value([None], budget=500) == 1000
 
 
 # -------------------------------------------------------------------------------------------- the study ---
@@ -125,6 +119,9 @@ def test_a_pruned_trial_in_a_batch_stops_its_seeds_and_the_others_train_on(tmp_p
     run = Path(kept.user_attrs["run"])
     steps = [json.loads((run / f"seed-{s}" / "summary.json").read_text())["env_steps"] for s in range(4)]
     assert steps == [300, 300, 100, 100]
+def test_a_trial_trains_with_the_threads_the_config_asks_for(tmp_path):
+    result = tune(tiny(threads=2), trials=1, out=tmp_path, budget=200, fixed=TINY_FIXED)
+    assert result.best.user_attrs["config"]["threads"] == 2
 
 
 def test_jobs_run_trials_in_parallel_worker_processes(tmp_path):

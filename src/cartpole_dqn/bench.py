@@ -11,10 +11,7 @@ writes (bench.csv and bench.json atomically: a reader sees a whole file or none)
   faint behind it, and the threshold;
 - `ebs.png`: the distribution of EBS over seeds, unsolved seeds counted beside it.
 
-The statistics follow rliable (Agarwal et al., 2021): the interquartile mean (the mean of the middle 50% of seeds,
-scipy's `trim_mean(x, 0.25)`) with a 95% percentile-bootstrap interval. With one task, the stratified bootstrap is
-the bootstrap over seeds. An unsolved run counts as +infinity in medians and IQMs (never as its budget, which would
-make a failure look like a slow success) and as not solved in rates.
+The statistics over seeds (medians, IQMs with 95% bootstrap intervals, success rates) are stats.py's.
 """
 
 from __future__ import annotations
@@ -31,91 +28,19 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from .config import Config, ConfigError, to_dict
 from .config import check_bench_arguments as check_arguments  # in config: the CLI checks without numpy
-
-CONFIDENCE = 0.95
-RESAMPLES = 2000
+from .files import atomic_write, write_json
+from .plotting import pyplot, save_png
+from .rundir import SCORES, RunDir
+from .stats import FIGURES, as_array, bootstrap_band, iqm, median, statistics
 
 # bench.csv columns, in order; every one is a key of a seed's summary.json.
 COLUMNS = ("seed", "solved", "episodes_before_solve", "steps_to_solve", "seconds_to_solve", "final_greedy_score",
            "eval_steps_to_solve", "eval_seconds_to_solve", "episodes", "env_steps", "wall_seconds")
-# Figures with statistics over seeds (a None, i.e. not reached, counts as +infinity except for the final score).
-FIGURES = ("episodes_before_solve", "steps_to_solve", "seconds_to_solve", "eval_steps_to_solve",
-           "eval_seconds_to_solve", "final_greedy_score")
-
-
-# ------------------------------------------------------------------------------------------------ statistics ---
-def as_array(values: Sequence[float | None]) -> np.ndarray:
-    """Values as floats, with None (a run that never got there) as +infinity."""
-    return np.array([math.inf if v is None else float(v) for v in values], dtype=float)
-
-
-def iqm(values: Sequence[float | None] | np.ndarray, axis: int = -1) -> float | np.ndarray:
-    """Interquartile mean: the mean of the values left after cutting floor(n/4) from each end (scipy's
-    `trim_mean(x, 0.25)`, as rliable computes it). None counts as +infinity; the result is infinite only when an
-    infinite value survives the cut."""
-    x = np.sort(as_array(values) if not isinstance(values, np.ndarray) else values, axis=axis)
-    n = x.shape[axis]
-    if n == 0:
-        raise ValueError("the IQM of no values is undefined")
-    cut = int(0.25 * n)
-    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
-
-
-def median(values: Sequence[float | None]) -> float:
-    """Median with None as +infinity (docs/metrics.md: unsolved runs are infinitely slow, not as slow as the budget)."""
-    return float(np.median(as_array(values)))
-
-
-def bootstrap_ci(values: Sequence[float | None] | np.ndarray, statistic=iqm, confidence: float = CONFIDENCE,
-                 resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of `statistic` over seeds: resample the seeds with replacement `resamples`
-    times (all at once, as one [resamples, n] index array) and take the central `confidence` of the statistic.
-
-    With a single task the stratified bootstrap of rliable is exactly this. `statistic` must accept an array and
-    an `axis`. Infinite values are allowed: a quantile between two infinities is infinity.
-    """
-    x = as_array(values) if not isinstance(values, np.ndarray) else np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    samples = x[rng.integers(0, len(x), size=(resamples, len(x)))]
-    stats = np.asarray(statistic(samples, axis=1), dtype=float)
-    tail = (1.0 - confidence) / 2
-    with np.errstate(invalid="ignore"):
-        lo, hi = np.quantile(stats, [tail, 1.0 - tail])
-    # Interpolating between inf and inf gives nan (inf - inf); the quantile there is inf.
-    return tuple(math.inf if math.isnan(v) else float(v) for v in (lo, hi))
-
-
-def success_rate(solved: Sequence[bool]) -> float:
-    """Solved runs over all runs: an unsolved run counts in the denominator, never in the numerator."""
-    if not len(solved):
-        raise ValueError("the success rate of no runs is undefined")
-    return sum(bool(s) for s in solved) / len(solved)
-
-
-def describe(values: Sequence[float | None], seed: int = 0) -> dict[str, float | None]:
-    """Median, IQM and its 95% bootstrap interval of one figure over seeds (infinity written as None in JSON)."""
-    x = as_array(values)
-    lo, hi = bootstrap_ci(x, seed=seed)
-    return {k: _finite(v) for k, v in (("median", median(values)), ("iqm", float(iqm(x))), ("ci_low", lo),
-                                        ("ci_high", hi))}
-
-
-def statistics(rows: list[dict]) -> dict:
-    """Every figure's median, IQM and interval over seeds, and the success rates (training rule, greedy eval)."""
-    stats = {key: describe([r[key] for r in rows]) for key in FIGURES}
-    stats["success_rate"] = success_rate([r["solved"] for r in rows])
-    stats["eval_success_rate"] = success_rate([r["eval_steps_to_solve"] is not None for r in rows])
-    return stats
-
-
-def _finite(v: float) -> float | None:
-    return None if math.isinf(v) or math.isnan(v) else round(float(v), 4)
 
 
 # ----------------------------------------------------------------------------------------------- machine ---
@@ -161,11 +86,6 @@ class BenchResult:
     report: dict
 
 
-def seed_dirs(run_out: Path, seeds: list[int]) -> list[Path]:
-    """The folders `train` writes a run's seeds into (the run folder itself for a one-seed run)."""
-    return [run_out] if len(seeds) == 1 else [run_out / f"seed-{s}" for s in seeds]
-
-
 def load_bench(out: str | Path) -> BenchResult:
     """A finished benchmark read back from its folder (bench.json), to tabulate or compare it again."""
     out = Path(out)
@@ -185,7 +105,7 @@ def _layout(out: Path, seeds: list[int], procs: int) -> tuple[list[list[int]], l
     """(the seeds of each process, each process's run folder, each seed's run folder) of a benchmark in `out`."""
     parts = [[int(s) for s in p] for p in np.array_split(seeds, min(procs, len(seeds)))]
     runs = [out / "runs" / (f"seeds-{p[0]}-{p[-1]}" if len(parts) > 1 else "all") for p in parts]
-    return parts, runs, [d for r, p in zip(runs, parts) for d in seed_dirs(r, p)]
+    return parts, runs, [d for r, p in zip(runs, parts) for d in RunDir(r).seed_dirs(p)]
 
 
 def _train_part(cfg: Config, out: Path) -> list[dict]:
@@ -214,31 +134,28 @@ def default_procs(cfg: Config) -> int:
     return max(1, min(usable_cores(), cfg.seeds))
 
 
-def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads: int = 1,
-              verbose: bool = True) -> BenchResult:
+def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose: bool = True) -> BenchResult:
     """Train `cfg.seeds` seeds from `cfg.seed`, then write bench.csv, bench.json, curves.png and ebs.png in `out`.
 
     Args:
-        cfg: the configuration of every seed (its `seeds` and `seed` pick the seed list).
+        cfg: the configuration of every seed (its `seeds` and `seed` pick the seed list; its `threads`, the CPU
+            threads of each process, default 1: small matrices do not pay for the synchronisation, far less when
+            other work shares the cores).
         out: the benchmark folder; the training runs go in `out/runs`.
         procs: processes to split the seeds over (each trains its slice on the seed axis); 1 trains every seed
             in this process. None (the default): `default_procs(cfg)`, the usable cores on the CPU (at most one per
             seed), 1 on an accelerator.
-        threads: CPU threads per process for the compiled program. One by default: small matrices do not pay
-            for the synchronisation, far less when other work shares the cores.
         verbose: print the table.
     """
-    from .checkpoint import write_json
-    from .envs import resolve_rule
-    from .training import prepare_out
+    from .rules import resolve_rule
 
-    check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs, threads)
+    check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs)
     if procs is None:
         procs = default_procs(cfg)
-    cfg = dataclasses.replace(cfg, plot_every=0.0, threads=threads)
+    cfg = dataclasses.replace(cfg, plot_every=0.0)
     cfg, rule = resolve_rule(cfg)
     out = Path(out)
-    prepare_out(out)
+    RunDir(out).prepare()
     if (out / "bench.json").exists():
         raise ConfigError(f"--out {str(out)!r} already holds a benchmark: choose another folder")
     started, clock = datetime.now(timezone.utc), time.perf_counter()
@@ -253,16 +170,16 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
             summaries = [s for f in futures for s in f.result()]
     rows = [{key: s[key] for key in COLUMNS} for s in summaries]
     stats = statistics(rows)
-    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(threads), "versions": versions(),
+    report = {"date": started.isoformat(timespec="seconds"), "machine": machine(cfg.threads), "versions": versions(),
               "procs": len(parts), "env": cfg.env, "preset": cfg.preset, "seeds": seeds,
-              "rule": {"name": rule.name, "threshold": rule.threshold, "window": rule.window},
+              "rule": rule.as_dict(),
               "wall_seconds": round(max(s["wall_seconds"] for s in summaries), 3),
               "compile_seconds": round(max(s["compile_seconds"] for s in summaries), 3),
               "bench_seconds": round(time.perf_counter() - clock, 3),
               "statistics": stats, "per_seed": rows, "config": to_dict(cfg)}
     write_csv(out / "bench.csv", rows)
     write_json(out / "bench.json", report)
-    curves = [read_curve(d / "scores.csv", rule.window) for d in dirs]
+    curves = [read_curve(d / SCORES, rule.window) for d in dirs]
     plot_curves(out / "curves.png", curves, rule.threshold, f"{cfg.env} - preset {cfg.preset} - "
                 f"{len(seeds)} seeds - rule {rule.name}")
     plot_ebs(out / "ebs.png", [r["episodes_before_solve"] for r in rows], f"{cfg.env} - preset {cfg.preset} - "
@@ -275,8 +192,6 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, threads
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     """bench.csv (atomically): one row per seed; a figure the run never reached is an empty cell."""
-    from .checkpoint import atomic_write
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
@@ -308,30 +223,16 @@ def curves_on_grid(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 20
     return grid, values
 
 
-def _band(values: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IQM over seeds and its 95% bootstrap band at each grid point (all points resampled together)."""
-    rng = np.random.default_rng(seed)
-    n = values.shape[0]
-    idx = rng.integers(0, n, size=(RESAMPLES, n))
-    boot = iqm(values[idx], axis=1)                              # [resamples, points]
-    tail = (1.0 - CONFIDENCE) / 2
-    lo, hi = np.quantile(boot, [tail, 1.0 - tail], axis=0)
-    return iqm(values, axis=0), lo, hi
-
-
 def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], threshold: float | None,
                 title: str) -> None:
     """curves.png: each seed faint, the IQM over seeds with its 95% band, the threshold line."""
-    plt = _pyplot()
-    from .checkpoint import atomic_write
-
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5), dpi=100)
     for steps, score in curves:
         ax.plot(steps, score, color="#9bb7d4", lw=0.8, alpha=0.5)
     grid, values = curves_on_grid(curves)
     started = ~np.isnan(values).any(axis=0)      # the IQM needs every seed to have finished an episode
     if started.any():
-        mid, lo, hi = _band(values[:, started])
+        mid, lo, hi = bootstrap_band(values[:, started])
         ax.fill_between(grid[started], lo, hi, color="#1f4e79", alpha=0.2, label="95% bootstrap CI")
         ax.plot(grid[started], mid, color="#1f4e79", lw=2, label=f"IQM over {len(curves)} seeds")
     if threshold is not None:
@@ -341,16 +242,13 @@ def plot_curves(path: Path, curves: list[tuple[np.ndarray, np.ndarray]], thresho
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    atomic_write(path, _png(fig, plt))
+    save_png(fig, path)
 
 
 def plot_ebs(path: Path, ebs: list[int | None], title: str) -> None:
     """ebs.png: a histogram of EBS over the solved seeds, with the median and IQM, and how many never solved."""
-    plt = _pyplot()
-    from .checkpoint import atomic_write
-
     solved = np.array([e for e in ebs if e is not None], dtype=float)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(8, 4.5), dpi=100)
     if len(solved):
         ax.hist(solved, bins=min(20, max(5, len(solved))), color="#9bb7d4", edgecolor="#1f4e79")
         ax.plot(solved, np.zeros_like(solved), "|", color="#1f4e79", ms=20)
@@ -365,24 +263,7 @@ def plot_ebs(path: Path, ebs: list[int | None], title: str) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    atomic_write(path, _png(fig, plt))
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig, plt) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    save_png(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------- table ---

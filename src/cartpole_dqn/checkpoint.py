@@ -1,8 +1,6 @@
-"""Saving and loading: weights in safetensors, metadata in JSON, every file written atomically.
+"""Saving and loading: weights in safetensors, metadata in JSON, every file written atomically (files.py).
 
-Loading never unpickles, so a checkpoint from anywhere cannot run code. A write goes to a temporary file in the
-same folder, is flushed to disk and then renamed over the target, so a crash at any moment leaves either the old
-file or the new one, never half of one.
+Loading never unpickles, so a checkpoint from anywhere cannot run code.
 """
 
 from __future__ import annotations
@@ -10,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +24,8 @@ from .core import snapshot
 from .core.networks import Network, Params
 from .envs import env_sizes
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
+from .files import atomic_write, read_json, write_json
+from .rundir import CHECKPOINT
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -37,36 +35,6 @@ MODEL_FORMAT_VERSION = 2        # model files: 1 was the PyTorch trainer's, whic
 # Checkpoint folders: 3 holds the numeric hyperparameters and the next actions in the state pytree; 2 (without
 # them) and 1 (the PyTorch trainer's) are refused.
 CHECKPOINT_FORMAT_VERSION = 3
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
-    path = Path(path)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{str(path)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON (truncated or corrupted?): {e}") from None
 
 
 def save_model(path: str | Path, net: Network, params: Params, meta: dict[str, Any]) -> None:
@@ -152,7 +120,6 @@ def _header_metadata(raw: bytes) -> dict[str, str]:
 # is the one moment a new checkpoint takes effect, so a crash before it leaves the previous checkpoint whole, and
 # a tensor file that was cut short or altered is refused.
 
-CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_META = "meta.json"
 
 
@@ -229,12 +196,12 @@ def save_run(run: Training) -> None:
             "solved_at": [log.solved_at for log in run.logs],
             "eval_solved_at": [log.eval_solved_at for log in run.logs],
             "envs": None if envs is None else [env_state(e) for e in envs.envs], "hypers": run.hypers}
-    save_checkpoint(run.out / CHECKPOINT_DIR, arrays, meta)
+    save_checkpoint(run.out / CHECKPOINT, arrays, meta)
 
 
 def load_run(out: Path) -> tuple[Config, dict[str, np.ndarray], dict[str, Any]]:
     """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint."""
-    arrays, meta = load_checkpoint(out / CHECKPOINT_DIR)
+    arrays, meta = load_checkpoint(out / CHECKPOINT)
     try:
         cfg = from_dict(meta["config"])
     except (ConfigError, KeyError, TypeError) as e:

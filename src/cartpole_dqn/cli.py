@@ -72,7 +72,8 @@ def _settings_epilog() -> str:
 
 def _add_run_options(p: argparse.ArgumentParser, seeds: int = 1) -> None:
     """The flags every training command shares; `seeds` is the command's default number of seeds (its help)."""
-    p.add_argument("--env", help="gymnasium environment id (default CartPole-v1; Discrete actions, flat Box obs)")
+    p.add_argument("--env", help="gymnasium environment id (default: the --rule's, else CartPole-v1; Discrete "
+                                 "actions, flat Box obs)")
     p.add_argument("--rule", help="solve rule: article (CartPole-v1, 195), v0 (CartPole-v0, 195), v1 (CartPole-v1, "
                                   "475); default: article for classic on CartPole-v1, else the env's threshold")
     p.add_argument("--solve-score", type=float, metavar="X", help="mean training return that counts as solved")
@@ -86,13 +87,16 @@ def _add_run_options(p: argparse.ArgumentParser, seeds: int = 1) -> None:
                    help="greedy evaluation every N env steps, 0 turns it off (default 2000)")
     p.add_argument("--eval-episodes", type=int, metavar="M", help="episodes per greedy evaluation (default 10)")
     p.add_argument("--device", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of the compiled program, per process (default 1: measured fastest on these "
+                        "small networks); the same as --set threads=N")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any hyperparameter (repeatable); the list is below")
     p.add_argument("--config", metavar="FILE.toml", help="read settings (and optionally preset) from a TOML file")
 
 
 _FLAG_FIELDS = ("env", "rule", "solve_score", "solve_window", "seed", "seeds", "max_episodes", "max_steps",
-                "eval_every", "eval_episodes", "save_every", "device")
+                "eval_every", "eval_episodes", "save_every", "device", "threads")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -146,7 +150,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     with _importing():
-        from .checkpoint import write_json
+        from .files import write_json
         from .evaluation import evaluate
 
     result = evaluate(args.model, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)
@@ -235,12 +239,12 @@ def _add_agent_commands(sub: Any) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)    # checks --seed and --seeds as train does
-    check_bench_arguments(cfg.seeds, cfg.seed, 1 if args.procs is None else args.procs, args.threads)
+    check_bench_arguments(cfg.seeds, cfg.seed, 1 if args.procs is None else args.procs)
     with _importing():
         from .bench import run_bench
 
     out = args.out or Path("runs") / f"bench-{cfg.env}-{cfg.preset}-{args.rule or 'own'}-s{cfg.seed}-{cfg.seeds}"
-    run_bench(cfg, out, procs=args.procs, threads=args.threads, verbose=True)
+    run_bench(cfg, out, procs=args.procs, verbose=True)
     print(f"bench.csv, bench.json, curves.png and ebs.png in {out}")
     return 0
 
@@ -271,8 +275,6 @@ def _add_bench_command(sub: Any) -> None:
     p.add_argument("--procs", type=int, metavar="N",
                    help="processes to split the seeds over, each training its share on the seed axis (default: "
                         "this machine's cores, at most --seeds; 1 on a GPU; 1 = every seed in one process)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="CPU threads per process (default 1: measured fastest on small networks)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/bench-<env>-<preset>-...)")
     p.set_defaults(func=cmd_bench, seeds=BENCH_SEEDS)
 

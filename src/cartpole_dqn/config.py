@@ -373,7 +373,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def build(preset_name: str | None = None, file: str | Path | None = None,
           overrides: dict[str, Any] | None = None) -> Config:
     """Compose a Config: the preset (named, else the file's, else default), then the file's settings, then
-    `overrides` (CLI flags and --set), validated. With `noisy` on, an epsilon bound that none of them sets is 0."""
+    `overrides` (CLI flags and --set), validated. With `noisy` on, an epsilon bound that none of them sets is 0.
+    With a rule, the env is the rule's; one that any of them gives must be the rule's."""
     from_file = load_toml(file) if file is not None else {}
     overrides = dict(overrides or {})
     env = overrides.get("env") or from_file.get("env")
@@ -389,7 +390,8 @@ def build(preset_name: str | None = None, file: str | Path | None = None,
         # preset) are kept, so a non-zero one is still refused by `validate` rather than silently dropped.
         values.setdefault("epsilon_start", 0.0)
         values.setdefault("epsilon_end", 0.0)
-    return validate(dataclasses.replace(Config(), **values))
+    from .rules import settle_env  # here, not at the top: rules.py imports this module
+    return settle_env(validate(dataclasses.replace(Config(), **values)), env_given="env" in values)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -26,8 +26,8 @@ import numpy as np
 
 from .config import Config
 from .core import loop
-from .envs import Rule
 from .program import Program
+from .rules import Rule
 from .scores import ScoreLog
 
 # Env steps per compiled chunk: long enough that the driver's chores cost nothing, short enough (a fraction of a

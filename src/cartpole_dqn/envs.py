@@ -1,4 +1,4 @@
-"""Environments: K copies of a gymnasium task on the seed axis, the checks on their spaces, and solve rules.
+"""Environments: K copies of a gymnasium task on the seed axis, and the checks on their spaces.
 
 Each seed gets its own environment instance seeded with its own number, so seed n plays the same episodes whatever
 else runs beside it. Evaluation environments are separate instances with seeds disjoint from training, so
@@ -7,59 +7,14 @@ evaluating never changes what training sees.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import gymnasium as gym
 import numpy as np
 
-from .config import Config
 from .errors import ConfigError, missing
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A solve rule: the mean training return over `window` consecutive episodes that counts as solved."""
-
-    name: str
-    env: str
-    threshold: float | None
-    window: int
-
-
-# docs/metrics.md: `article` is what the article's code ran (CartPole-v1 with the v0 threshold).
-RULES: dict[str, Rule] = {
-    "article": Rule("article", "CartPole-v1", 195.0, 100),
-    "v0": Rule("v0", "CartPole-v0", 195.0, 100),
-    "v1": Rule("v1", "CartPole-v1", 475.0, 100),
-}
 
 # Seed offsets for evaluation episodes: disjoint from the training seeds (0 .. 999_999) and from each other.
 EVAL_SEED_BASE = 1_000_000
 FINAL_EVAL_SEED_BASE = 2_000_000
-
-
-def resolve_rule(cfg: Config) -> tuple[Config, Rule]:
-    """Settle the environment and the solve rule a config asks for.
-
-    `--rule` sets the environment; an explicit `solve_score` overrides the threshold. With no rule, the classic
-    preset on CartPole-v1 uses `article` and everything else the environment spec's `reward_threshold`.
-    """
-    if cfg.rule is not None:
-        rule = RULES[cfg.rule]
-        if cfg.env not in (rule.env, Config.env):  # the default env gives way to the rule's
-            raise ConfigError(f"--env {cfg.env} conflicts with --rule {cfg.rule}, which is defined on {rule.env}")
-        cfg = dataclasses.replace(cfg, env=rule.env)
-    elif cfg.preset == "classic" and cfg.env == "CartPole-v1":
-        rule = RULES["article"]
-    else:
-        spec = env_spec(cfg.env)
-        rule = Rule("spec", cfg.env, spec.reward_threshold, 100)
-    if cfg.solve_score is not None:
-        rule = Rule("custom", cfg.env, cfg.solve_score, cfg.solve_window)
-    elif cfg.solve_window != rule.window:
-        rule = Rule("custom", cfg.env, rule.threshold, cfg.solve_window)
-    return cfg, rule
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:

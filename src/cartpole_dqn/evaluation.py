@@ -29,6 +29,7 @@ from .core.networks import Network, Params
 from .core.twins import has_twin, make_twin
 from .envs import FINAL_EVAL_SEED_BASE, env_sizes, make_envs
 from .errors import CheckpointError, ConfigError, require
+from .rundir import MODEL, SEED_PREFIX, RunDir
 
 
 @functools.lru_cache(maxsize=None)
@@ -113,14 +114,11 @@ def _model_files(path: Path) -> list[Path]:
         raise CheckpointError(f"{str(path)!r} does not exist")
     if path.is_file():
         return [path]
-    if (path / "model.safetensors").is_file():
-        return [path / "model.safetensors"]
-    seeds = sorted(path.glob("seed-*/model.safetensors"), key=lambda p: int(p.parent.name[5:]) if
-                   p.parent.name[5:].isdigit() else -1)
+    seeds = RunDir(path).find_seed_dirs(MODEL)
     if not seeds:
-        raise CheckpointError(f"{str(path)!r} holds no model.safetensors (nor seed-*/model.safetensors): train one "
+        raise CheckpointError(f"{str(path)!r} holds no {MODEL} (nor {SEED_PREFIX}*/{MODEL}): train one "
                               "with `cartpole-dqn train --out FOLDER`")
-    return seeds
+    return [d / MODEL for d in seeds]
 
 
 def load(path: str | Path) -> Policy:

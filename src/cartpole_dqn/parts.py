@@ -19,12 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint
-from .checkpoint import save_model, write_json
+from .checkpoint import save_model
 from .config import Config, to_dict
 from .driver import Chunk, Part, Training, crossed
-from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE, Rule
+from .envs import EVAL_SEED_BASE, FINAL_EVAL_SEED_BASE
 from .errors import missing
 from .evaluation import greedy_returns
+from .files import write_json
+from .rundir import CONFIG, MODEL, SUMMARY, RunDir
 from .stats import aggregate_summary
 
 
@@ -168,16 +170,14 @@ class Plots(Part):
 
 class TensorBoard(Part):
     """Live metrics for TensorBoard (tensorboardX writes the event files, no torch needed): one run per seed under
-    `OUT/tb`, scalars written when an episode ends."""
+    `OUT/tb` (rundir.py), scalars written when an episode ends."""
 
     def __init__(self, run: Training):
         try:
             from tensorboardX import SummaryWriter
         except ImportError:  # `train` checked the package; this is its import failing
             raise missing("tensorboardX", "tensorboard", "--tensorboard") from None
-        seeds = run.cfg.seed_list
-        dirs = [run.out / "tb"] if len(seeds) == 1 else [run.out / "tb" / f"seed-{s}" for s in seeds]
-        self.writers = [SummaryWriter(str(d)) for d in dirs]
+        self.writers = [SummaryWriter(str(d)) for d in RunDir(run.out).tensorboard_dirs(run.cfg.seed_list)]
 
     def on_chunk(self, run: Training, chunk: Chunk) -> None:
         r, w, k = chunk.records, run.rule.window, run.cfg.seeds
@@ -243,27 +243,23 @@ class Results(Part):
         if cfg.final_eval_episodes and not run.interrupted:
             final = greedy_returns(net, params, cfg.env, cfg.seed_list, cfg.final_eval_episodes,
                                    base=FINAL_EVAL_SEED_BASE, number=0)
-        write_json(run.out / "config.json", to_dict(cfg))
+        write_json(run.out / CONFIG, to_dict(cfg))
         params = jax.device_get(params)
         stopped_at = np.where(run.active(), run.t, np.asarray(run.states.stopped_at))
         for i, (seed, log) in enumerate(zip(cfg.seed_list, run.logs)):
-            save_model(run.dirs[i] / "model.safetensors", net, jax.tree.map(lambda a: a[i], params),
+            save_model(run.dirs[i] / MODEL, net, jax.tree.map(lambda a: a[i], params),
                        {"env": cfg.env, "seed": seed})
             seed_cfg = run.seed_cfg(i)
             if k > 1:
-                write_json(run.dirs[i] / "config.json", to_dict(seed_cfg))
-            summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": rule_dict(run.rule),
+                write_json(run.dirs[i] / CONFIG, to_dict(seed_cfg))
+            summary = {"env": cfg.env, "preset": cfg.preset, "seed": seed, "rule": run.rule.as_dict(),
                        **log.figures(), "env_steps": int(stopped_at[i]),
                        "wall_seconds": round(float(run.stopped_wall[i]), 3),
                        "compile_seconds": round(run.compile_seconds, 3),
                        "final_greedy_score": None if final is None else round(float(final[i].mean()), 3),
                        "interrupted": run.interrupted, "config": to_dict(seed_cfg)}
-            write_json(run.dirs[i] / "summary.json", summary)
+            write_json(run.dirs[i] / SUMMARY, summary)
             self.summaries.append(summary)
         if k > 1:
             self.aggregate = aggregate_summary(self.summaries, cfg, run.rule, run.interrupted)
-            write_json(run.out / "summary.json", self.aggregate)
-
-
-def rule_dict(rule: Rule) -> dict:
-    return {"name": rule.name, "threshold": rule.threshold, "window": rule.window}
+            write_json(run.out / SUMMARY, self.aggregate)

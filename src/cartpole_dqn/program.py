@@ -24,7 +24,8 @@ from .core import hyper as hyper_lib
 from .core import loop
 from .core.networks import Network, input_bounds
 from .core.twins import has_twin, make_twin
-from .envs import Rule, check_spaces, make_env, make_envs, step_envs
+from .envs import check_spaces, make_env, make_envs, step_envs
+from .rules import Rule
 
 Chunk = Callable[[jax.Array, loop.SeedState, jax.Array], tuple[tuple[jax.Array, loop.SeedState], loop.Record]]
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
-from .envs import Rule
+from .files import atomic_write
+from .plotting import pyplot, save_png
+from .rules import Rule, reached
+from .rundir import CONFIG, EVALS, PLOT, SCORES, RunDir
 
 CSV_COLUMNS = ("episode", "return", "length", "rolling_mean", "epsilon", "mean_loss", "env_steps", "wall_seconds")
 EVAL_COLUMNS = ("env_steps", "wall_seconds", "mean", "std", "min", "max")
@@ -38,8 +40,7 @@ def episodes_before_solve(returns: np.ndarray, threshold: float | None, window: 
         return None
     c = np.concatenate([[0.0], np.cumsum(r)])
     means = (c[window:] - c[:-window]) / window
-    # Cumulative sums can be off by an ulp; a window exactly at the threshold must count.
-    hits = np.flatnonzero(means >= threshold - 1e-9 * max(1.0, abs(threshold)))
+    hits = np.flatnonzero(reached(means, threshold))
     return int(hits[0]) if len(hits) else None
 
 
@@ -68,11 +69,11 @@ class ScoreLog:
         self.dir = Path(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         rows = [",".join(CSV_COLUMNS)] + [self._row_text(self._episode_row(i)) for i in range(len(self.returns))]
-        atomic_write(self.dir / "scores.csv", "\n".join(rows) + "\n")
+        atomic_write(self.dir / SCORES, "\n".join(rows) + "\n")
         rows = [",".join(EVAL_COLUMNS)] + [self._row_text(self._eval_row(row)) for row in self.evals]
-        atomic_write(self.dir / "eval.csv", "\n".join(rows) + "\n")
-        self._csv = open(self.dir / "scores.csv", "a", newline="")
-        self._eval_csv = open(self.dir / "eval.csv", "a", newline="")
+        atomic_write(self.dir / EVALS, "\n".join(rows) + "\n")
+        self._csv = open(self.dir / SCORES, "a", newline="")
+        self._eval_csv = open(self.dir / EVALS, "a", newline="")
 
     def _episode_row(self, i: int) -> tuple:
         w = self.rule.window
@@ -99,8 +100,7 @@ class ScoreLog:
         mean = float(np.mean(self.returns[-w:]))
         self._write(self._csv, self._episode_row(n - 1))
         if solved is None:
-            solved = (self.rule.threshold is not None and n >= w
-                      and mean >= self.rule.threshold - 1e-9 * max(1.0, abs(self.rule.threshold)))
+            solved = self.rule.threshold is not None and n >= w and reached(mean, self.rule.threshold)
         just_solved = self.solved_at is None and bool(solved)
         if just_solved:
             self.solved_at = n - 1
@@ -111,7 +111,7 @@ class ScoreLog:
         row = (int(env_steps), float(wall), float(r.mean()), float(r.std()), float(r.min()), float(r.max()))
         self.evals.append(row)
         self._write(self._eval_csv, self._eval_row(row))
-        if self.eval_solved_at is None and self.rule.threshold is not None and row[2] >= self.rule.threshold:
+        if self.eval_solved_at is None and self.rule.threshold is not None and reached(row[2], self.rule.threshold):
             self.eval_solved_at = len(self.evals) - 1
 
     @staticmethod
@@ -169,7 +169,7 @@ class ScoreLog:
 
     def plot(self, title: str) -> None:
         """Draw scores.png (atomically): returns, rolling mean, threshold, trend line and greedy evaluations."""
-        plot_scores(self.dir / "scores.png", np.array(self.returns), np.array(self.env_steps), self.evals,
+        plot_scores(self.dir / PLOT, np.array(self.returns), np.array(self.env_steps), self.evals,
                     self.rule, title)
 
 
@@ -179,12 +179,7 @@ def _num(x: float) -> str:
 
 def plot_scores(path: Path, returns: np.ndarray, env_steps: np.ndarray, evals: list, rule: Rule, title: str) -> None:
     """The article's "solved trials overview", readable at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5), dpi=100)
     episodes = np.arange(len(returns))
     if len(returns):
         ax.plot(episodes, returns, color="#9bb7d4", lw=1, label="score per episode")
@@ -204,45 +199,34 @@ def plot_scores(path: Path, returns: np.ndarray, env_steps: np.ndarray, evals: l
 
 def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
     """Label, lay out and write a figure (atomically, as PNG)."""
-    import matplotlib.pyplot as plt
-
     ax.set_xlabel("episode")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path)
 
 
 # -------------------------------------------------------------------------------------- redrawing from files ---
 def read_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, list]:
     """(returns, env_steps, evals) from a seed's scores.csv and eval.csv; ValueError if scores.csv is damaged."""
     folder = Path(folder)
-    rows = list(csv.DictReader(open(folder / "scores.csv", newline="")))
+    rows = list(csv.DictReader(open(folder / SCORES, newline="")))
     try:
         returns = np.array([float(r["return"]) for r in rows])
         steps = np.array([int(r["env_steps"]) for r in rows], dtype=np.int64)
         evals = []
-        if (folder / "eval.csv").exists():
+        if (folder / EVALS).exists():
             evals = [(int(r["env_steps"]), float(r["wall_seconds"]), float(r["mean"]), float(r["std"]),
-                      float(r["min"]), float(r["max"])) for r in csv.DictReader(open(folder / "eval.csv", newline=""))]
+                      float(r["min"]), float(r["max"])) for r in csv.DictReader(open(folder / EVALS, newline=""))]
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{str(folder / 'scores.csv')!r} is not a cartpole-dqn scores file: {e}") from None
+        raise ValueError(f"{str(folder / SCORES)!r} is not a cartpole-dqn scores file: {e}") from None
     return returns, steps, evals
 
 
 def plot_overlay(path: Path, runs: list[tuple[str, np.ndarray]], rule: Rule, title: str) -> None:
     """Several runs (or seeds) on one figure: each one's rolling mean, thin, and their median, bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 5), dpi=100)
     curves = [rolling_mean(r, rule.window) for _, r in runs]
     for (label, _), curve in zip(runs, curves):
         ax.plot(np.arange(len(curve)), curve, lw=1, alpha=0.6, label=label if len(runs) <= 12 else None)
@@ -262,9 +246,10 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
     """Redraw a run's scores.png from its files, or overlay several runs (or every seed of a K-seed run, with
     their median) on one figure. Default output: the run's own scores.png, or ./scores-overlay.png for several.
     """
-    from .checkpoint import CheckpointError, read_json
+    from .errors import CheckpointError
+    from .files import read_json
     from .config import ConfigError, from_dict
-    from .envs import resolve_rule
+    from .rules import resolve_rule
 
     curves, rules, single = [], [], None
     for run in map(Path, runs):
@@ -272,13 +257,12 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
             raise CheckpointError(f"{str(run)!r} is not a run folder" + ("" if run.exists() else
                                                                           " (it does not exist)"))
         try:
-            cfg, rule = resolve_rule(from_dict(read_json(run / "config.json")))
+            cfg, rule = resolve_rule(from_dict(read_json(run / CONFIG)))
         except (ConfigError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"{str(run / 'config.json')!r} is not a cartpole-dqn configuration: {e}") from None
-        folders = [run] if (run / "scores.csv").exists() else sorted(run.glob("seed-*/"))
-        folders = [f for f in folders if (f / "scores.csv").exists()]
+            raise CheckpointError(f"{str(run / CONFIG)!r} is not a cartpole-dqn configuration: {e}") from None
+        folders = RunDir(run).find_seed_dirs(SCORES)
         if not folders:
-            raise CheckpointError(f"{str(run)!r} holds no scores.csv")
+            raise CheckpointError(f"{str(run)!r} holds no {SCORES}")
         for f in folders:
             try:
                 returns, steps, evals = read_scores(f)
@@ -290,10 +274,10 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
         rules.append(rule)
     if len(curves) == 1:
         f, returns, steps, evals, cfg = single
-        path = Path(out) if out is not None else f / "scores.png"
+        path = Path(out) if out is not None else f / PLOT
         plot_scores(path, returns, steps, evals, rules[0], f"{cfg.env} - preset {cfg.preset} - seed {cfg.seed}")
         return path
-    path = Path(out) if out is not None else (Path(runs[0]) / "scores.png" if len(runs) == 1
+    path = Path(out) if out is not None else (Path(runs[0]) / PLOT if len(runs) == 1
                                               else Path("scores-overlay.png"))
     title = f"{len(curves)} runs" if len(runs) > 1 else f"{Path(runs[0]).name}: {len(curves)} seeds"
     plot_overlay(path, curves, rules[0], title)

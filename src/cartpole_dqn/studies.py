@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .config import Config, ConfigError
-from .envs import Rule
+from .rules import Rule
 
 HEARTBEAT_SECONDS = 30      # a running trial of an SQL storage says it is alive this often
 GRACE_SECONDS = 120         # ... and is marked failed by the next worker this long after its last heartbeat

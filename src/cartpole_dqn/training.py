@@ -14,7 +14,6 @@ import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import CheckpointError, load_run, restore_run, write_json
+from .checkpoint import CheckpointError, load_run, restore_run
 from .config import HYPER, Config, ConfigError, resolve_device, to_dict, validate
 from .core import enable_compile_cache, use_threads
 from .driver import Part, Training, drive
-from .envs import env_sizes, resolve_rule
+from .envs import env_sizes
 from .errors import require
+from .files import write_json
 from .parts import Checkpoints, Evaluation, Plots, Progress, Report, Results, Scores, TensorBoard, TunerReport
 from .program import build
+from .rules import resolve_rule
+from .rundir import CONFIG, RunDir
 from .scores import ScoreLog
 
 
@@ -45,30 +47,6 @@ class RunResult:
     @property
     def solved(self) -> bool:
         return all(s["solved"] for s in self.summaries)
-
-
-def default_out(cfg: Config) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env}-{cfg.preset}-s{cfg.seed}-{stamp}"
-
-
-def prepare_out(out: Path) -> None:
-    """Create the output folder, refusing a file, an unwritable place, or a folder that already holds a run."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file: give a folder (new or empty)")
-    if (out / "scores.csv").exists() or (out / "summary.json").exists():
-        raise ConfigError(f"--out {str(out)!r} already holds a run: choose another folder so nothing is overwritten")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--out {str(out)!r} is not writable: {e.strerror or e}") from None
-
-
-def seed_dirs(out: Path, seeds: list[int]) -> list[Path]:
-    return [out] if len(seeds) == 1 else [out / f"seed-{s}" for s in seeds]
 
 
 def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, tensorboard: bool = False,
@@ -100,13 +78,13 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, t
     device = resolve_device(cfg.device)
     if tensorboard:
         require("tensorboardX", "tensorboard", "--tensorboard")
-    out = Path(out) if out is not None else default_out(cfg)
-    prepare_out(out)
+    run_dir = RunDir(Path(out)) if out is not None else RunDir.default(cfg)
+    run_dir.prepare()
     enable_compile_cache()
-    dirs = seed_dirs(out, cfg.seed_list)
+    out, dirs = run_dir.path, run_dir.seed_dirs(cfg.seed_list)
     for d in dirs:
-        prepare_out(d)
-    write_json(out / "config.json", to_dict(cfg))
+        RunDir(d).prepare()
+    write_json(out / CONFIG, to_dict(cfg))
     with jax.default_device(device):
         program = build(cfg, rule)
         try:
@@ -174,7 +152,7 @@ def restored(out: str | Path, *, max_episodes: int | None = None, max_steps: int
         program = build(cfg, rule)
         try:
             states = jax.device_put(program.init(cfg.seed_list), device)
-            run = Training(program, rule, out, seed_dirs(out, cfg.seed_list), states, [],
+            run = Training(program, rule, out, RunDir(out).seed_dirs(cfg.seed_list), states, [],
                            stopped_wall=np.zeros(cfg.seeds))
             try:
                 exact = restore_run(run, arrays, meta)

@@ -29,7 +29,11 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .config import FIELDS, HYPER, PROGRAM, RUN, Config, ConfigError, build, load_toml, to_dict, validate
-from .envs import resolve_rule
+from .files import atomic_write
+from .plotting import pyplot, save_png
+from .rules import resolve_rule
+from .rundir import CHECKPOINT
+from .stats import objective_value
 from .studies import (default_storage, default_study_name, fail_dead_trials, first_line, load, open_storage,
                       open_study, setup_of, shown)
 
@@ -122,9 +126,6 @@ def search_space(trial: Trial, base: Config, fixed: frozenset[str] = frozenset()
     return p
 
 
-def objective_value(steps_to_solve: Iterable[int | None], budget: int) -> float:
-    """The median over seeds of the env steps to solve, an unsolved seed (None) counting as twice the budget."""
-    return float(np.median([2 * budget if s is None else s for s in steps_to_solve]))
 
 
 # --------------------------------------------------------------------------------------------- objective ---
@@ -207,7 +208,7 @@ class Objective:
             out = out.with_name(f"{out.name}-{socket.gethostname()}-{os.getpid()}")
         result = train(cfg, out, verbose=False, report=report, report_every=self.report_every,
                        hypers=None if n == 1 else hypers)
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)  # megabytes of replay memory per trial
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)  # megabytes of replay memory per trial
         if result.interrupted and len(pruned) < n:
             raise KeyboardInterrupt  # Ctrl-C or SIGTERM: Optuna marks the trial failed, the command stops
         values: dict[int, float | None] = {}
@@ -231,15 +232,14 @@ def _by_program(batch: list[tuple[Trial, Config]]) -> list[list[tuple[Trial, Con
 
 
 def _work(base: Config, fixed: frozenset[str], runs: Path, url: str, name: str, trials: int,
-          pruner: optuna.pruners.BasePruner | None, threads: int, batch: int = 1) -> None:
+          pruner: optuna.pruners.BasePruner | None, batch: int = 1) -> None:
     """One worker: join the study and run `trials` trials, `batch` at a time (module level, so a spawned process
     can import it)."""
     storage = open_storage(url)
     _, rule = resolve_rule(base)
     study = open_study(storage, name, setup_of(base, rule), url=url, pruner=pruner)
     fail_dead_trials(study, storage)
-    # One thread per worker: small networks gain nothing from more (see bench.run_bench).
-    objective = Objective(dataclasses.replace(base, threads=threads), fixed, runs, trials, batch)
+    objective = Objective(base, fixed, runs, trials, batch)
     study.optimize(objective, n_trials=objective.calls())
 
 
@@ -281,7 +281,8 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
         storage: an SQLAlchemy URL (postgresql://..., sqlite:///...) or `journal:PATH`; default the SQLite file.
         study: study name; default `<env>-<preset>`. A study made for another env, preset, rule or budget is
             refused.
-        jobs: worker processes on this machine, each with one CPU thread.
+        jobs: worker processes on this machine, each with `base.threads` CPU threads (default 1: small networks
+            gain nothing from more).
         fixed: settings held at their `base` value instead of searched (see `search_space`).
         pruner: default `default_pruner(budget)`.
         batch: trials trained side by side as one program (see `Objective`): they share the first one's
@@ -305,12 +306,12 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
     runs = out / "trials" / name
     shares = [trials // jobs + (i < trials % jobs) for i in range(min(jobs, trials))]
     if len(shares) == 1:
-        _work(base, fixed, runs, url, name, trials, pruner, 1, batch)
+        _work(base, fixed, runs, url, name, trials, pruner, batch)
     else:
         # Create the study here, so a bad URL or a clash is one line before any worker starts.
         open_study(open_storage(url), name, setup_of(base, rule), url=url, pruner=pruner)
         ctx = get_context("spawn")
-        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, 1, batch)) for n in shares]
+        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, batch)) for n in shares]
         for p in procs:
             p.start()
         for p in procs:
@@ -357,10 +358,7 @@ def report(url: str, name: str | None, out: str | Path, top: int = 5) -> list[st
 
 
 def _figures(study: optuna.Study, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    pyplot()        # matplotlib set to draw into files, before optuna's plotting imports it
     from optuna.visualization import matplotlib as ovm
 
     lines = []
@@ -375,9 +373,7 @@ def _figures(study: optuna.Study, out: Path) -> list[str]:
                 continue
             fig = ax.figure
             fig.set_size_inches(8, 5)
-            fig.tight_layout()
-            fig.savefig(out / file)
-            plt.close(fig)
+            save_png(fig, out / file)
             lines.append(f"{file}: {out / file}")
     return lines
 
@@ -411,7 +407,7 @@ def export(url: str, name: str | None, path: str | Path) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
+        atomic_write(path, "\n".join(lines) + "\n")
     except OSError as e:
         raise ConfigError(f"--export {str(path)!r} cannot be written: {e.strerror or e}") from None
     build(file=path)  # what we wrote must load

@@ -23,6 +23,7 @@ import numpy as np
 from jax.experimental import io_callback
 
 from ..config import Config
+from ..rules import reached
 from . import agent as agent_lib
 from . import hyper as hyper_lib
 from . import pqn, replay
@@ -188,8 +189,6 @@ def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: 
         eps = jnp.where(updated, jnp.maximum(s.agent.epsilon * h.epsilon_decay_rate, h.epsilon_end),
                         s.agent.epsilon)
     eps = jnp.where(s.active, eps, s.agent.epsilon).astype(jnp.float32)
-    # float32 sums of the window can be off by an ulp; a window exactly at the threshold must count.
-    tol = 0.0 if task.threshold is None else 1e-5 * max(1.0, abs(task.threshold))
 
     def close(carry, env):
         episodes, recent, open_, solved = carry
@@ -198,7 +197,7 @@ def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: 
         episodes = episodes + ended
         solved_now = jnp.bool_(False)
         if task.threshold is not None:
-            solved_now = ended & ~solved & (episodes >= task.window) & (recent.mean() >= task.threshold - tol)
+            solved_now = ended & ~solved & (episodes >= task.window) & reached(recent.mean(), task.threshold)
         stop = solved_now | (ended & (episodes >= cfg.max_episodes))
         return (episodes, recent, open_ & ~stop, solved | solved_now), (ended, solved_now)
 

@@ -1,0 +1,83 @@
+"""The run folder: what a training run writes, under which names, and where each seed's files go.
+
+A one-seed run keeps everything in its folder. A K-seed run keeps the run's config.json, its aggregate summary.json
+and the checkpoint at the top, and each seed's files in `seed-<n>/`; TensorBoard's event files go to `tb/` (and
+`tb/seed-<n>/`). Training, the parts that write the files, the checkpoint, the benchmark, evaluation and `plot`
+all take the names and the layout from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from .config import Config
+from .errors import ConfigError
+
+SCORES = "scores.csv"            # a seed's training episodes (scores.py)
+EVALS = "eval.csv"               # its greedy evaluations
+PLOT = "scores.png"              # its figure
+MODEL = "model.safetensors"      # its final network (checkpoint.save_model)
+SUMMARY = "summary.json"         # its figures; at the top of a K-seed run, the aggregate over seeds
+CONFIG = "config.json"           # the configuration (a K-seed run: also each seed's own)
+CHECKPOINT = "checkpoint"        # the folder `resume` continues from (checkpoint.py)
+TENSORBOARD = "tb"               # TensorBoard's event files
+SEED_PREFIX = "seed-"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run folder (it need not exist yet)."""
+
+    path: Path
+
+    @classmethod
+    def default(cls, cfg: Config) -> RunDir:
+        """runs/<env>-<preset>-s<seed>-<date>-<time>: a new folder for every run started."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return cls(Path("runs") / f"{cfg.env}-{cfg.preset}-s{cfg.seed}-{stamp}")
+
+    def prepare(self) -> None:
+        """Create the folder, refusing a file, an unwritable place, or a folder that already holds a run (so that
+        nothing is overwritten)."""
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r} is a file: give a folder (new or empty)")
+        if (out / SCORES).exists() or (out / SUMMARY).exists():
+            raise ConfigError(f"--out {str(out)!r} already holds a run: choose another folder so nothing is "
+                              "overwritten")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"--out {str(out)!r} is not writable: {e.strerror or e}") from None
+
+    def seed_dirs(self, seeds: Sequence[int]) -> list[Path]:
+        """Each seed's folder: the run folder itself for one seed, else `seed-<n>/` in it."""
+        return _per_seed(self.path, seeds)
+
+    def tensorboard_dirs(self, seeds: Sequence[int]) -> list[Path]:
+        """Each seed's TensorBoard run: `tb/` for one seed, else `tb/seed-<n>/` (one curve per seed)."""
+        return _per_seed(self.path / TENSORBOARD, seeds)
+
+    def find_seed_dirs(self, name: str) -> list[Path]:
+        """The seed folders of an existing run that hold the file `name`: the run folder itself if it does (one
+        seed), else its `seed-<n>/` folders that do, in seed order."""
+        if (self.path / name).is_file():
+            return [self.path]
+        found = [d for d in self.path.glob(f"{SEED_PREFIX}*") if (d / name).is_file()]
+        return sorted(found, key=lambda d: (_seed_number(d), d.name))
+
+
+def _per_seed(base: Path, seeds: Sequence[int]) -> list[Path]:
+    return [base] if len(seeds) == 1 else [base / f"{SEED_PREFIX}{s}" for s in seeds]
+
+
+def _seed_number(folder: Path) -> int:
+    """n of a `seed-<n>` folder; -1 (first) for a name that holds no number."""
+    n = folder.name[len(SEED_PREFIX):]
+    return int(n) if n.isdigit() else -1
