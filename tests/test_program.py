@@ -8,7 +8,7 @@ import pytest
 
 from cartpole_dqn.config import HYPER, PROGRAM, RUN, Config, preset, validate
 from cartpole_dqn.core.hyper import Hyper
-from cartpole_dqn.envs import resolve_rule
+from cartpole_dqn.rules import resolve_rule
 from cartpole_dqn.program import build
 
 
