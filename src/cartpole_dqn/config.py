@@ -319,7 +319,7 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1, threads: int = 1) -> None:
+def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1) -> None:
     """The benchmark's own argument checks, one line each (the config checks the rest)."""
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds} is not allowed: a benchmark needs at least 1 seed")
@@ -327,8 +327,6 @@ def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1, threads: 
         raise ConfigError(f"--seed-start {seed_start} is negative: seeds are numbered from 0")
     if procs < 1:
         raise ConfigError(f"--procs {procs} is not allowed: use 1 or more processes")
-    if threads < 1:
-        raise ConfigError(f"--threads {threads} is not allowed: use 1 or more CPU threads")
 
 
 def resolve_device(name: str) -> Any:
