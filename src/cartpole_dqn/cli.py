@@ -199,11 +199,10 @@ def _add_agent_commands(sub: Any) -> None:
     p.add_argument("--tensorboard", action="store_true", help="write live scalars under OUT/tb")
     p.set_defaults(func=cmd_resume)
 
-    model_help = "a run folder (one seed or K seeds) or a model.safetensors file"
     p = sub.add_parser("evaluate", help="greedy evaluation of a trained agent on fresh episodes",
                        description="Play fresh episodes greedily; prints mean +- std, min and max per seed and, "
                                    "for several seeds, overall.")
-    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=model_help)
+    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=MODEL_HELP)
     p.add_argument("--episodes", type=int, default=100, metavar="N", help="episodes per seed (default 100)")
     p.add_argument("--seed", type=int, metavar="S",
                    help="seed of the episodes (default: those of training's final greedy evaluation)")
@@ -214,18 +213,14 @@ def _add_agent_commands(sub: Any) -> None:
     p = sub.add_parser("record", help="film a trained agent to an animated GIF or an MP4",
                        description="Render the greedy agent (the first seed of a K-seed run) with the step count "
                                    "and return on each frame; one frame per env step.")
-    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=model_help)
+    _add_shown_episodes(p, "film")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="agent.gif or agent.mp4")
-    p.add_argument("--episodes", type=int, default=1, metavar="N", help="episodes to film (default 1)")
     p.add_argument("--fps", type=int, default=50, metavar="N", help="frames per second (default 50)")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of the episodes")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("play", help="show a trained agent live in a window",
                        description="Show the greedy agent in a window; needs a display.")
-    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=model_help)
-    p.add_argument("--episodes", type=int, default=1, metavar="N", help="episodes to play (default 1)")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of the episodes")
+    _add_shown_episodes(p, "play")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("plot", help="redraw scores.png, or overlay several runs",
@@ -235,6 +230,16 @@ def _add_agent_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="output image (default OUT/scores.png, or scores-overlay.png for several runs)")
     p.set_defaults(func=cmd_plot)
+
+
+MODEL_HELP = "a run folder (one seed or K seeds) or a model.safetensors file"
+
+
+def _add_shown_episodes(p: argparse.ArgumentParser, verb: str) -> None:
+    """The agent to show and its episodes: record's and play's."""
+    p.add_argument("model", type=Path, metavar="OUT|MODEL", help=MODEL_HELP)
+    p.add_argument("--episodes", type=int, default=1, metavar="N", help=f"episodes to {verb} (default 1)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the episodes")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
