@@ -1,5 +1,9 @@
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -128,3 +132,23 @@ def test_bad_bench_arguments_are_one_line_and_exit_2(tmp_path, capsys, args, exp
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_sigterm_to_a_bench_ends_its_worker_processes_runs_with_checkpoints(tmp_path):
+    """`kill` of a benchmark once left its workers training to their budgets; now each ends its run at the
+    current chunk, complete and resumable, and the benchmark exits 130."""
+    out = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "bench", "--seeds", "2", "--procs", "2",
+                             "--max-steps", "1000000", "--set", "hidden=16,16", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = [out / "runs" / f"seeds-{s}-{s}" for s in (0, 1)]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not all(
+            (r / "scores.csv").exists() and len((r / "scores.csv").read_text().splitlines()) > 3 for r in runs):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    for r in runs:
+        assert json.loads((r / "summary.json").read_text())["interrupted"]
+        assert (r / "checkpoint" / "meta.json").exists()

@@ -127,9 +127,11 @@ def test_the_package_api_loads_on_first_use():
         cartpole_dqn.no_such_name
 
 
-@pytest.mark.parametrize("delay", [0.3, 1.0])
-def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, delay):
-    """A real SIGINT while the command is still importing its libraries: no traceback, exit code 130."""
+@pytest.mark.parametrize("signum,delay", [(signal.SIGINT, 0.3), (signal.SIGTERM, 1.0)])
+def test_ctrl_c_or_sigterm_during_start_up_is_one_line_and_exit_130(tmp_path, signum, delay):
+    """A real SIGINT or SIGTERM while the command is still importing its libraries or setting up: no traceback,
+    exit code 130, and either nothing left or a run with a checkpoint (SIGTERM once killed the process with 143
+    and left an empty --out)."""
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "train", "--out", str(out), "--max-steps", "5000"],
@@ -139,12 +141,33 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, delay):
         time.sleep(0.01)
     time.sleep(delay)
     assert p.poll() is None, p.communicate()
-    p.send_signal(signal.SIGINT)
+    p.send_signal(signum)
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 130, stderr
     assert "Traceback" not in stderr
-    if not (out / "config.json").exists():        # still starting when the signal came (the usual case)
+    if not out.exists():                          # still starting when the signal came (the usual case)
         assert stderr == "cartpole-dqn: interrupted\n"
+    else:
+        assert (out / "checkpoint" / "meta.json").exists()
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_is_untouched(tmp_path):
+    """Two runs into one folder once both exited 0, leaving one run's scores beside the other's summary."""
+    out = tmp_path / "o"
+    first = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "train", "--out", str(out), "--max-steps",
+                              "200000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run_cli("train", "--out", str(out), "--seeds", "2", "--max-steps", "3000")
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert "is in use by another cartpole-dqn run" in second.stderr
+    while len((out / "scores.csv").read_text().splitlines()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)                          # training has begun: an interrupt now keeps the run
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    assert json.loads((out / "config.json").read_text())["seeds"] == 1 and not (out / "seed-0").exists()
 
 
 @pytest.mark.parametrize("missing,argv,extra", [

@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,69 @@ def test_the_seed_folders_of_a_run_are_found_in_seed_order(tmp_path):
     assert RunDir(tmp_path).find_seed_dirs(MODEL) == []
     (tmp_path / SCORES).write_text("")                     # a one-seed run holds its files itself
     assert RunDir(tmp_path).find_seed_dirs(SCORES) == [tmp_path]
+
+
+def test_a_claimed_folder_is_refused_to_a_second_run_until_released(tmp_path):
+    out = RunDir(tmp_path / "o")
+    with out.claim():
+        with pytest.raises(ConfigError, match="in use by another cartpole-dqn run"):
+            with out.claim():
+                pass
+    with out.claim():                                      # released: claimable again
+        pass
+
+
+def test_the_lock_of_a_killed_run_does_not_block_the_folder(tmp_path):
+    """flock is released by the kernel when its process dies, SIGKILL included."""
+    code = ("import sys, time; from cartpole_dqn.rundir import RunDir\n"
+            f"with RunDir(__import__('pathlib').Path({str(tmp_path / 'o')!r})).claim():\n"
+            "    print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(ConfigError, match="in use"):
+        with RunDir(tmp_path / "o").claim():
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with RunDir(tmp_path / "o").claim():
+        pass
+
+
+def test_an_interrupt_before_the_first_checkpoint_removes_what_the_run_made(tmp_path):
+    out = tmp_path / "new"
+    with pytest.raises(KeyboardInterrupt):
+        with RunDir(out).claim():
+            (out / CONFIG).write_text("{}")
+            raise KeyboardInterrupt
+    assert not out.exists()
+    mine = tmp_path / "mine"                               # a folder the user made: only the run's files go
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(KeyboardInterrupt):
+        with RunDir(mine).claim():
+            (mine / CONFIG).write_text("{}")
+            (mine / "seed-1").mkdir()
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    with pytest.raises(KeyboardInterrupt):                 # once a checkpoint exists, the run stays
+        with RunDir(mine).claim():
+            (mine / CHECKPOINT).mkdir()
+            (mine / CHECKPOINT / "meta.json").write_text("{}")
+            raise KeyboardInterrupt
+    assert (mine / CHECKPOINT / "meta.json").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_reclaimed_and_a_checkpoint_is_not(tmp_path, capsys):
+    out = tmp_path / "o"
+    (out / "seed-3").mkdir(parents=True)
+    (out / "seed-3" / SCORES).write_text("episode\n1\n")
+    with RunDir(out).claim():
+        pass
+    assert "stopped before its first checkpoint" in capsys.readouterr().err
+    (out / CHECKPOINT).mkdir()
+    (out / CHECKPOINT / "meta.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        with RunDir(out).claim():
+            pass
+    with RunDir(out).claim(resuming=True):                 # resume holds it as it is
+        pass

@@ -140,7 +140,8 @@ def test_lunarlander_preset_learns_to_beat_a_random_policy(tmp_path):
     assert np.mean(returns[-10:]) > -180.0 + 50.0
 
 
-def test_sigint_leaves_complete_files_and_exit_130(tmp_path):
+def test_sigterm_leaves_complete_files_and_exit_130(tmp_path):
+    """SIGTERM (a scheduler's stop) is a Ctrl-C: it once killed the run with 143 and no summary."""
     out = tmp_path / "i"
     cmd = [sys.executable, "-m", "cartpole_dqn", "train", "--out", str(out), "--max-steps", "200000",
            "--set", "hidden=16,16", "--eval-every", "0"]
@@ -150,7 +151,7 @@ def test_sigint_leaves_complete_files_and_exit_130(tmp_path):
         if (out / "scores.csv").exists() and len((out / "scores.csv").read_text().splitlines()) > 21:  # + header
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err

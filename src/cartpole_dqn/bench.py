@@ -115,6 +115,15 @@ def _train_part(cfg: Config, out: Path) -> list[dict]:
     return train(cfg, out, verbose=False).summaries
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Pass an interrupt (or a failure) on to the worker processes as SIGTERM: each ends its run at the current
+    chunk with complete files and a checkpoint, instead of training on to its budget while the pool waits for it
+    (a `kill` of the benchmark once left its workers running)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):   # the pool keeps them by pid
+        if proc.is_alive():
+            proc.terminate()
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity where the system says, else every core)."""
     try:
@@ -166,8 +175,12 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose
         summaries = _train_part(configs[0], runs[0])
     else:
         with ProcessPoolExecutor(len(parts), mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_train_part, c, r) for c, r in zip(configs, runs)]
-            summaries = [s for f in futures for s in f.result()]
+            try:
+                futures = [pool.submit(_train_part, c, r) for c, r in zip(configs, runs)]
+                summaries = [s for f in futures for s in f.result()]
+            except BaseException:
+                _stop_workers(pool)
+                raise
     rows = [{key: s[key] for key in COLUMNS} for s in summaries]
     stats = statistics(rows)
     report = {"date": started.isoformat(timespec="seconds"), "machine": machine(cfg.threads), "versions": versions(),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from .config import FIELDS, Config, allowed, build, check_bench_arguments, parse_value
-from .errors import CheckpointError, ConfigError, missing, require
+from .errors import CheckpointError, ConfigError, OutputError, missing, require
 from .presets import PRESETS
 from .version import __version__
 
@@ -28,7 +28,8 @@ INTERRUPTED = "cartpole-dqn: interrupted"
 
 @contextmanager
 def _importing() -> Iterator[None]:
-    """Around the imports of JAX, numpy and gymnasium (seconds): Ctrl-C then prints one line and exits at once.
+    """Around the imports of JAX, numpy and gymnasium (seconds): Ctrl-C or SIGTERM then prints one line and exits
+    at once.
 
     A KeyboardInterrupt raised inside a library's import does not always arrive as one: Python wraps it, for
     example, in a RuntimeError when it interrupts a class body's `__set_name__`. Nothing has been written yet, so
@@ -43,11 +44,12 @@ def _importing() -> Iterator[None]:
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
 
-    previous = signal.signal(signal.SIGINT, leave)
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -384,12 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command `argv` (default: sys.argv[1:]); the exit code: 0, 2 for a user error, 130 for Ctrl-C."""
+    """Run the command `argv` (default: sys.argv[1:]); the exit code: 0, 2 for a user error, 130 for Ctrl-C or
+    SIGTERM."""
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a scheduler's stop, `kill`) is a Ctrl-C: training ends cleanly, and anywhere else it is one line
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         args = build_parser().parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, OutputError) as e:
         print(f"cartpole-dqn: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -25,9 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Config
+from .errors import OutputError
 from .core import loop
 from .program import Program
 from .rules import Rule
+from .rundir import CHECKPOINT
 from .scores import ScoreLog
 
 # Env steps per compiled chunk: long enough that the driver's chores cost nothing, short enough (a fraction of a
@@ -229,35 +231,72 @@ def stop_on_signals() -> Iterator[_Stop]:
 
 def drive(run: Training, parts: Sequence[Part]) -> None:
     """Train until every seed has stopped, a part asks to stop, or Ctrl-C / SIGTERM does (`run.interrupted`);
-    then the parts' end hooks. Every part is closed on every path."""
+    then the parts' end hooks. Every part is closed on every path.
+
+    A signal before the first chunk of a fresh run raises KeyboardInterrupt (nothing was trained, and the run
+    folder removes what the run made). One that arrives during the end hooks marks the run interrupted (so the
+    final evaluation is skipped if it has not begun) and lets them finish: the files describe what was trained.
+    A part that cannot write (a full disk, a folder made read-only) stops the loop; the end hooks still save
+    what they can, then `OutputError` names the file."""
     cfg = run.cfg
     length = chunk_steps(cfg)
     intervals = [p.every for p in parts if p.every]
-    with ExitStack() as stack, stop_on_signals() as stop:
-        for part in parts:
-            stack.callback(part.close)
-        run.started = time.perf_counter()
-        stepper = Stepper(run.program, length)
-        compiled_before = run.compile_seconds
-        stepper.compile(run.t, run.states)
-        run.compile_seconds = compiled_before + stepper.compile_seconds
-        for part in parts:
-            part.on_start(run)
-        while run.active().any():
-            if stop.requested or run.stop_requested:
-                run.interrupted = True
-                break
-            before, t0 = run.seconds(), run.t
-            n = steps_until(cfg, run.t, length, intervals)
-            run.t, run.states, records = stepper.run(run.t, run.states, n)
-            run.compile_seconds = compiled_before + stepper.compile_seconds
-            now = run.seconds()
-            wall = before + (now - before) * (np.arange(1, n + 1) / n)
-            steps = np.minimum(t0 + cfg.num_envs * np.arange(1, n + 1), cfg.max_steps)
-            chunk = Chunk(records, t0, steps, wall)
+    failed: list[OSError] = []
+    try:
+        with ExitStack() as stack, stop_on_signals() as stop:
             for part in parts:
-                part.on_chunk(run, chunk)
-        run.wall_before, run.started = run.seconds(), None
-        run.stopped_wall[run.active()] = run.wall_before
+                stack.callback(part.close)
+            run.started = time.perf_counter()
+            stepper = Stepper(run.program, length)
+            compiled_before = run.compile_seconds
+            stepper.compile(run.t, run.states)
+            run.compile_seconds = compiled_before + stepper.compile_seconds
+            if stop.requested and run.t == 0:
+                raise KeyboardInterrupt
+            try:
+                for part in parts:
+                    part.on_start(run)
+                _loop(run, parts, stepper, stop, length, intervals, compiled_before)
+            except OSError as e:
+                failed.append(e)
+                run.interrupted = True        # cut short: no final evaluation, and the summary says so
+            run.wall_before, run.started = run.seconds(), None
+            run.stopped_wall[run.active()] = run.wall_before
+            for part in parts:
+                run.interrupted |= stop.requested
+                try:
+                    part.on_end(run)
+                except OSError as e:
+                    failed.append(e)
+            run.interrupted |= stop.requested
+    except OSError as e:                      # a part's close (a score file's last flush)
+        failed.append(e)
+    if failed:
+        raise _output_error(failed[0], run) from None
+
+
+def _output_error(e: OSError, run: Training) -> OutputError:
+    saved = run.out / CHECKPOINT / "meta.json"
+    where = f"{str(e.filename)!r}" if e.filename else f"in {str(run.out)!r}"
+    return OutputError(f"could not write {where} ({e.strerror or e}), so training stopped at env step {run.t}; "
+                       + (f"the last checkpoint, in {str(saved.parent)!r}, is whole: make room or fix the folder, "
+                          f"then `cartpole-dqn resume {run.out}`" if saved.exists() else "no checkpoint was saved"))
+
+
+def _loop(run: Training, parts: Sequence[Part], stepper: Stepper, stop: _Stop, length: int,
+          intervals: Sequence[int], compiled_before: float) -> None:
+    cfg = run.cfg
+    while run.active().any():
+        if stop.requested or run.stop_requested:
+            run.interrupted = True
+            break
+        before, t0 = run.seconds(), run.t
+        n = steps_until(cfg, run.t, length, intervals)
+        run.t, run.states, records = stepper.run(run.t, run.states, n)
+        run.compile_seconds = compiled_before + stepper.compile_seconds
+        now = run.seconds()
+        wall = before + (now - before) * (np.arange(1, n + 1) / n)
+        steps = np.minimum(t0 + cfg.num_envs * np.arange(1, n + 1), cfg.max_steps)
+        chunk = Chunk(records, t0, steps, wall)
         for part in parts:
-            part.on_end(run)
+            part.on_chunk(run, chunk)

@@ -18,6 +18,11 @@ class CheckpointError(ValueError):
     """A model or checkpoint that cannot be loaded; the CLI prints it as one line with exit code 2."""
 
 
+class OutputError(OSError):
+    """A run's files could not be written (a full disk, a folder made read-only); the CLI prints it as one line
+    with exit code 2. What could be saved was: the message says where the last checkpoint is."""
+
+
 def installed(module: str) -> bool:
     """Whether the top-level `module` can be imported, found without importing it (so the check costs nothing)."""
     try:

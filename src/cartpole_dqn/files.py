@@ -20,7 +20,10 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     a newly created file gets under the process umask (0644 under the usual 022)."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:          # name the file the caller meant, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
@@ -29,6 +32,9 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
         # mkstemp makes the file 0600, private to its owner; the renamed file would keep that.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

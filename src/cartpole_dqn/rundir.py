@@ -8,6 +8,12 @@ all take the names and the layout from here.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +30,7 @@ SUMMARY = "summary.json"         # its figures; at the top of a K-seed run, the 
 CONFIG = "config.json"           # the configuration (a K-seed run: also each seed's own)
 CHECKPOINT = "checkpoint"        # the folder `resume` continues from (checkpoint.py)
 TENSORBOARD = "tb"               # TensorBoard's event files
+LOCK = ".lock"                   # held (flock) by the process that trains into the folder
 SEED_PREFIX = "seed-"
 
 
@@ -45,9 +52,56 @@ class RunDir:
         out = self.path
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {str(out)!r} is a file: give a folder (new or empty)")
-        if (out / SCORES).exists() or (out / SUMMARY).exists():
+        if self.holds_run():
             raise ConfigError(f"--out {str(out)!r} already holds a run: choose another folder so nothing is "
                               "overwritten")
+        self._make()
+
+    def holds_run(self) -> bool:
+        """Whether the folder holds something a user could lose: a finished run's files or a checkpoint. Scores
+        alone, of a run killed before its first checkpoint, can be neither resumed nor evaluated."""
+        out = self.path
+        return (any((out / name).exists() for name in (SUMMARY, MODEL, f"{CHECKPOINT}/meta.json"))
+                or any(out.glob(f"{SEED_PREFIX}*/{MODEL}")))
+
+    @contextmanager
+    def claim(self, resuming: bool = False) -> Iterator[None]:
+        """Hold the folder for this process while it trains: created if need be and locked, so that a second
+        run into it is refused at once (one line) instead of mixing its files with this one's.
+
+        The lock is `flock` on `.lock`, which the kernel releases when the process ends however it ends, so a
+        run killed (even by SIGKILL) never leaves the folder blocked. A fresh run (`resuming` False) refuses a
+        folder that holds a run, and reclaims one left by a run killed before its first checkpoint (it says
+        so). If Ctrl-C or SIGTERM arrives before the run has a checkpoint, everything it made is removed again:
+        an interrupt leaves either nothing or a run that `resume` and `evaluate` accept."""
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r} is a file: give a folder (new or empty)")
+        existed = out.exists()
+        self._make()
+        before = set(os.listdir(out))
+        with open(out / LOCK, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"--out {str(out)!r} is in use by another cartpole-dqn run: wait for it to "
+                                  "end, or choose another folder") from None
+            if not resuming:
+                if self.holds_run():
+                    raise ConfigError(f"--out {str(out)!r} already holds a run: choose another folder so nothing "
+                                      "is overwritten")
+                if (out / SCORES).exists() or any(out.glob(f"{SEED_PREFIX}*/{SCORES}")):
+                    print(f"cartpole-dqn: {str(out)!r} holds the scores of a run stopped before its first "
+                          "checkpoint: starting afresh there", file=sys.stderr)
+            try:
+                yield
+            except KeyboardInterrupt:
+                if not (out / CHECKPOINT / "meta.json").exists():
+                    self._discard(existed, before)
+                raise
+
+    def _make(self) -> None:
+        out = self.path
         try:
             out.mkdir(parents=True, exist_ok=True)
             probe = out / ".write-test"
@@ -55,6 +109,15 @@ class RunDir:
             probe.unlink()
         except OSError as e:
             raise ConfigError(f"--out {str(out)!r} is not writable: {e.strerror or e}") from None
+
+    def _discard(self, existed: bool, before: set[str]) -> None:
+        """Remove what this run made: the folder if it created it, else the entries that were not there."""
+        if not existed:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.path)) - before:
+            target = self.path / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
 
     def seed_dirs(self, seeds: Sequence[int]) -> list[Path]:
         """Each seed's folder: the run folder itself for one seed, else `seed-<n>/` in it."""

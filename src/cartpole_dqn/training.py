@@ -79,21 +79,19 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, t
     if tensorboard:
         require("tensorboardX", "tensorboard", "--tensorboard")
     run_dir = RunDir(Path(out)) if out is not None else RunDir.default(cfg)
-    run_dir.prepare()
-    enable_compile_cache()
-    out, dirs = run_dir.path, run_dir.seed_dirs(cfg.seed_list)
-    for d in dirs:
-        RunDir(d).prepare()
-    write_json(out / CONFIG, to_dict(cfg))
-    with jax.default_device(device):
-        program = build(cfg, rule)
-        try:
-            states = jax.device_put(program.init(cfg.seed_list, own or None), device)
-            run = Training(program, rule, out, dirs, states, [], stopped_wall=np.zeros(cfg.seeds), hypers=own)
-            run.logs = [ScoreLog(d, rule) for d in dirs]
-            return _drive(run, verbose, tensorboard, report, report_every)
-        finally:
-            program.close()
+    with run_dir.claim():
+        enable_compile_cache()
+        out, dirs = run_dir.path, run_dir.seed_dirs(cfg.seed_list)
+        write_json(out / CONFIG, to_dict(cfg))
+        with jax.default_device(device):
+            program = build(cfg, rule)
+            try:
+                states = jax.device_put(program.init(cfg.seed_list, own or None), device)
+                run = Training(program, rule, out, dirs, states, [], stopped_wall=np.zeros(cfg.seeds), hypers=own)
+                run.logs = [ScoreLog(d, rule) for d in dirs]
+                return _drive(run, verbose, tensorboard, report, report_every)
+            finally:
+                program.close()
 
 
 def _own_hypers(cfg: Config, hypers: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
@@ -124,21 +122,29 @@ def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int |
     so)."""
     if tensorboard:
         require("tensorboardX", "tensorboard", "--tensorboard")
-    run = restored(out, max_episodes=max_episodes, max_steps=max_steps, verbose=verbose)
-    try:
-        with jax.default_device(resolve_device(run.cfg.device)):
-            return _drive(run, verbose, tensorboard, None, 0)
-    finally:
-        run.program.close()
+    out = _run_folder(out)
+    with RunDir(out).claim(resuming=True):
+        run = restored(out, max_episodes=max_episodes, max_steps=max_steps, verbose=verbose)
+        try:
+            with jax.default_device(resolve_device(run.cfg.device)):
+                return _drive(run, verbose, tensorboard, None, 0)
+        finally:
+            run.program.close()
+
+
+def _run_folder(out: str | Path) -> Path:
+    """`out` as a Path, refused unless it is a folder."""
+    out = Path(out)
+    if not out.is_dir():
+        raise CheckpointError(f"{str(out)!r} is not a run folder" + ("" if out.exists() else " (it does not exist)"))
+    return out
 
 
 def restored(out: str | Path, *, max_episodes: int | None = None, max_steps: int | None = None,
              verbose: bool = True) -> Training:
     """The run in `out` as its checkpoint left it, under the budgets given, ready to drive; the caller closes
     `run.program`."""
-    out = Path(out)
-    if not out.is_dir():
-        raise CheckpointError(f"{str(out)!r} is not a run folder" + ("" if out.exists() else " (it does not exist)"))
+    out = _run_folder(out)
     enable_compile_cache()
     cfg, arrays, meta = load_run(out)
     budgets = {key: value for key, value in (("max_episodes", max_episodes), ("max_steps", max_steps))

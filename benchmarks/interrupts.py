@@ -1,0 +1,104 @@
+"""Interrupts at every moment of a run: what a user's Ctrl-C, a scheduler's SIGTERM or a SIGKILL leaves behind.
+
+A reference `cartpole-dqn train` is timed from launch to exit (D seconds). Then `--moments` runs get SIGINT or
+SIGTERM (alternately) at evenly spread moments of D, from start-up (imports) through compiling, training and
+the end of the run (final evaluation, plots, models, summaries) to exit, and `--kills` runs get SIGKILL. Each
+interrupted run must exit 130 with at most one line on stderr, and leave either nothing or a run folder that
+`resume` continues and `evaluate` reads; each killed run must leave a folder that `resume` continues or that a
+new `train` into it reclaims. A signal that arrives after the process has exited is reported, not counted.
+
+    python benchmarks/interrupts.py --moments 20 --kills 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "cartpole_dqn"]
+
+
+def _train(out: Path, steps: int) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, "train", "--out", str(out), "--max-steps", str(steps), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _accepted(out: Path, steps: int) -> str:
+    """'nothing', 'resume+evaluate' (both accept the folder), or what refused it."""
+    if not out.exists():
+        return "nothing"
+    more = subprocess.run([*CLI, "resume", str(out), "--max-steps", str(steps + 1000), "--quiet"],
+                          capture_output=True, text=True)
+    if more.returncode != 0:
+        return f"resume exit {more.returncode}: {more.stderr.strip()[-200:]}"
+    ev = subprocess.run([*CLI, "evaluate", str(out), "--episodes", "1"], capture_output=True, text=True)
+    return "resume+evaluate" if ev.returncode == 0 else f"evaluate exit {ev.returncode}: {ev.stderr.strip()[-200:]}"
+
+
+def _reclaimed(out: Path, steps: int) -> str:
+    """After a SIGKILL: 'nothing', 'resumed', or 'reclaimed' (a new train into the folder), or what refused."""
+    if not out.exists():
+        return "nothing"
+    if (out / "checkpoint" / "meta.json").exists():
+        r = subprocess.run([*CLI, "resume", str(out), "--max-steps", str(steps + 1000), "--quiet"],
+                           capture_output=True, text=True)
+        return "resumed" if r.returncode == 0 else f"resume exit {r.returncode}: {r.stderr.strip()[-200:]}"
+    r = subprocess.run([*CLI, "train", "--out", str(out), "--max-steps", "1000", "--quiet"], capture_output=True,
+                       text=True)
+    return "reclaimed" if r.returncode == 0 else f"train exit {r.returncode}: {r.stderr.strip()[-200:]}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moments", type=int, default=20, help="SIGINT/SIGTERM runs (default 20)")
+    ap.add_argument("--kills", type=int, default=6, help="SIGKILL runs (default 6)")
+    ap.add_argument("--max-steps", type=int, default=6000, help="each run's budget (default 6000)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cartpole-dqn-interrupts-"))
+    started = time.perf_counter()
+    ref = _train(work / "reference", args.max_steps)
+    ref.communicate()
+    duration = time.perf_counter() - started
+    print(f"# interrupts: {platform.node()} {platform.processor() or platform.machine()}, "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; reference run {duration:.1f} s (exit {ref.returncode})")
+    failures, counted = 0, 0
+    plan = [(signal.SIGINT if i % 2 == 0 else signal.SIGTERM, duration * (i + 0.5) / args.moments)
+            for i in range(args.moments)]
+    plan += [(signal.SIGKILL, duration * (i + 0.5) / args.kills) for i in range(args.kills)]
+    for n, (sig, at) in enumerate(plan):
+        out = work / f"run-{n}"
+        proc = _train(out, args.max_steps)
+        time.sleep(at)
+        if proc.poll() is not None:
+            proc.communicate()
+            print(json.dumps({"signal": sig.name, "at_s": round(at, 2), "result": "process had exited"}))
+            continue
+        proc.send_signal(sig)
+        _, err = proc.communicate()
+        lines = err.strip().splitlines()
+        if sig == signal.SIGKILL:
+            left = _reclaimed(out, args.max_steps)
+            ok = left in ("nothing", "resumed", "reclaimed")
+        else:
+            left = _accepted(out, args.max_steps)
+            ok = proc.returncode == 130 and len(lines) <= 1 and left in ("nothing", "resume+evaluate")
+        counted += 1
+        failures += not ok
+        print(json.dumps({"signal": sig.name, "at_s": round(at, 2), "exit": proc.returncode, "stderr": lines,
+                          "left": left, "ok": ok}))
+    print(f"# {counted - failures} of {counted} interrupted runs ended as they should")
+    shutil.rmtree(work, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
