@@ -56,6 +56,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
     assert not out.exists()                    # nothing half-written
 
 
+def test_evaluate_refuses_a_json_file_in_a_missing_folder_before_playing(tmp_path, capsys):
+    from tests.conftest import balancer, write_run
+
+    net, params = balancer()
+    run = write_run(tmp_path / "r", net, [params])
+    assert main(["evaluate", str(run), "--episodes", "1", "--json", str(tmp_path / "nodir" / "x.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert f"--json {str(tmp_path / 'nodir' / 'x.json')!r} cannot be written" in captured.err
+    assert "does not exist" in captured.err and not (tmp_path / "nodir").exists()
+
+
 def test_argparse_errors_are_one_line_too():
     r = run_cli("train", "--seeds", "many")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--seeds" in r.stderr
