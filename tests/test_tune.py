@@ -138,6 +138,23 @@ def test_a_journal_file_works_as_storage(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- faults ---
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "..", ".hidden", "a\\b", ""])
+def test_a_study_name_that_is_not_a_plain_folder_name_is_refused_before_anything_is_made(tmp_path, capsys, name):
+    """The name is the folder of the trial runs (OUT/trials/<study>/): `..` or a separator would put them
+    outside --out."""
+    out = tmp_path / "a" / "b" / "o"
+    assert cli.main(["tune", "--trials", "1", "--budget-steps", "200", "--study", name, "--out", str(out),
+                     *TINY_SET]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--study {name!r} is not allowed" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_name_of_letters_digits_dashes_and_dots_names_its_trials_folder(tmp_path):
+    result = tune(tiny(), trials=1, out=tmp_path, budget=200, study="v1.2_try-3", fixed=TINY_FIXED)
+    assert result.study == "v1.2_try-3" and (tmp_path / "trials" / "v1.2_try-3" / "trial-0").is_dir()
+
+
 def test_a_study_name_made_for_another_environment_is_refused_in_one_line(tmp_path):
     tune(tiny(), trials=1, out=tmp_path, budget=200, study="s", fixed=TINY_FIXED)
     with pytest.raises(ConfigError, match="exists for CartPole-v1; this run asks CartPole-v0"):
