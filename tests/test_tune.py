@@ -270,6 +270,23 @@ def test_export_module_function_refuses_a_study_with_no_finished_trial(tmp_path)
     assert report(url, "e", tmp_path)[0].startswith("study e")
 
 
+def test_export_is_written_with_the_mode_the_umask_gives(tmp_path):
+    """Like every output (files.atomic_write): 0640 under umask 027, not the 0600 of a temporary file."""
+    from cartpole_dqn.config import to_dict
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    study = optuna.create_study(storage=url, study_name="one")
+    cfg = to_dict(build("sample-efficient", overrides={"lr": 2e-3}))
+    study.add_trial(optuna.trial.create_trial(value=1000.0, params={}, distributions={}, user_attrs={"config": cfg}))
+    previous = os.umask(0o027)
+    try:
+        path = export(url, "one", tmp_path / "best.toml")
+    finally:
+        os.umask(previous)
+    assert (path.stat().st_mode & 0o777) == 0o640 and build(file=path).lr == 2e-3
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 # ------------------------------------------------------------------------------------------- PostgreSQL ---
 def _free_port() -> int:
     with socket.socket() as s:
