@@ -1,6 +1,8 @@
 import csv
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -66,11 +68,17 @@ def test_bench_over_two_processes_keeps_every_seed(tmp_path, tiny_config):
 
 def test_an_explicit_threads_setting_is_what_the_bench_trains_with(tmp_path):
     """`--set threads=N` (as any setting of the config) reaches the training and the record: the bench has no
-    default of its own to put over it."""
+    default of its own to put over it. bench.csv and bench.json get the mode the umask gives (027: 0640), as every
+    output does, not the 0600 of a temporary file."""
     out = tmp_path / "b"
-    assert main(["bench", "--seeds", "1", "--procs", "1", "--max-steps", "100", "--eval-every", "0",
-                 "--set", "threads=2", "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
-                 "--set", "final_eval_episodes=0", "--out", str(out)]) == 0
+    previous = os.umask(0o027)
+    try:
+        assert main(["bench", "--seeds", "1", "--procs", "1", "--max-steps", "100", "--eval-every", "0",
+                     "--set", "threads=2", "--set", "hidden=16,16", "--set", "learning_starts=32",
+                     "--set", "batch_size=8", "--set", "final_eval_episodes=0", "--out", str(out)]) == 0
+    finally:
+        os.umask(previous)
+    assert [stat.S_IMODE((out / name).stat().st_mode) for name in ("bench.csv", "bench.json")] == [0o640, 0o640]
     report = json.loads((out / "bench.json").read_text())
     assert report["config"]["threads"] == 2 and report["machine"].endswith("2 threads")
     assert json.loads((out / "runs" / "all" / "config.json").read_text())["threads"] == 2

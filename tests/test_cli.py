@@ -38,6 +38,11 @@ def test_help_explains_every_subcommand_and_setting(capsys):
     (["--seeds", "-2"], "seeds=-2"),
     (["--max-steps", "-1"], "max_steps=-1"),
     (["--max-episodes", "ten"], "--max-episodes"),
+    (["--seed", "2147483648", "--max-steps", "3000"], "seed=2147483648 is out of range: integer in [0, 2147483647]"),
+    (["--seed", "2147483640", "--seeds", "10"], "reach 2147483649"),
+    (["--preset", "sample-efficient", "--set", "learning_starts=1e9", "--max-steps", "3000"],
+     "learning_starts=1000000000 is above buffer_size=100000"),
+    (["--preset", "sample-efficient", "--max-steps", "300"], "learning_starts=500 is not below max_steps=300"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
     out = tmp_path / "never"
@@ -49,6 +54,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()                    # nothing half-written
+
+
+def test_evaluate_refuses_a_json_file_in_a_missing_folder_before_playing(tmp_path, capsys):
+    from tests.conftest import balancer, write_run
+
+    net, params = balancer()
+    run = write_run(tmp_path / "r", net, [params])
+    assert main(["evaluate", str(run), "--episodes", "1", "--json", str(tmp_path / "nodir" / "x.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert f"--json {str(tmp_path / 'nodir' / 'x.json')!r} cannot be written" in captured.err
+    assert "does not exist" in captured.err and not (tmp_path / "nodir").exists()
 
 
 def test_argparse_errors_are_one_line_too():

@@ -157,3 +157,31 @@ def test_device_names_are_checked_and_cuda_without_cuda_is_refused():
     if jax.default_backend() == "cpu":
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    (dict(seed=2**31), r"seed=2147483648 is out of range: integer in \[0, 2147483647\]"),
+    (dict(seed=-1), r"seed=-1 is out of range: integer in \[0, 2147483647\]"),
+    (dict(seed=2**31 - 5, seeds=10), r"seeds=10 from seed=2147483643 reach 2147483652: every seed must be in "
+                                      r"\[0, 2147483647\]"),
+])
+def test_seeds_outside_jax_int32_range_are_refused_with_the_range(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate(dataclasses.replace(Config(), **overrides))
+    assert validate(dataclasses.replace(Config(), seed=2**31 - 10, seeds=10)).seed_list[-1] == 2**31 - 1
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    (dict(learning_starts=10**9), "learning_starts=1000000000 is above buffer_size=100000"),
+    (dict(learning_starts=1000, buffer_size=999), "learning_starts=1000 is above buffer_size=999"),
+    (dict(learning_starts=100, buffer_size=100, num_envs=16), r"buffer_size=100 \(it holds 96"),
+    (dict(learning_starts=3000, max_steps=3000), "learning_starts=3000 is not below max_steps=3000"),
+])
+def test_a_dqn_that_could_never_learn_is_refused_naming_both_values(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        validate(dataclasses.replace(Config(), **overrides))
+
+
+def test_pqn_has_no_replay_memory_so_learning_starts_does_not_bind_it():
+    cfg = preset("default", learning_starts=10**9, buffer_size=10, batch_size=8, max_steps=100)
+    assert cfg.algo == "pqn" and cfg.learning_starts == 10**9

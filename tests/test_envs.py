@@ -42,3 +42,29 @@ def test_an_environment_missing_its_extra_says_which(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ConfigError, match=r"LunarLander-v3.*box2d"):
         env_sizes("LunarLander-v3")
+
+
+def test_a_registered_env_that_cannot_be_built_is_a_config_error_naming_it(monkeypatch):
+    """gym.make of a registered id can fail with anything (a compatibility id whose package is absent raises a plain
+    ImportError): one ConfigError naming the id and the first line of the reason."""
+    import gymnasium as gym
+
+    def broken(env_id, **kwargs):
+        raise RuntimeError("the simulator's licence is missing\nand a second line")
+
+    monkeypatch.setattr(gym, "make", broken)
+    with pytest.raises(ConfigError, match=r"^environment 'Acrobot-v1' cannot be made here: the simulator's licence "
+                                          r"is missing$"):
+        env_sizes("Acrobot-v1")
+
+
+def test_the_cli_refuses_a_compatibility_env_without_its_package_in_one_line(tmp_path, capsys):
+    from cartpole_dqn.cli import main
+    from cartpole_dqn.errors import installed
+
+    if installed("shimmy"):
+        pytest.skip("shimmy is installed: GymV26Environment-v0 can be made")
+    assert main(["train", "--env", "GymV26Environment-v0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'GymV26Environment-v0'" in err and "shimmy" in err
+    assert not (tmp_path / "o").exists()

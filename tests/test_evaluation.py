@@ -276,3 +276,15 @@ def test_the_quickstart_notebook_runs_top_to_bottom_and_is_committed_with_its_ou
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert len(images(code)) == 3              # scores.png, the overlay, the GIF
     assert (tmp_path / "agent.gif").exists() and (tmp_path / "runs" / "quickstart" / "seed-2" / "scores.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "record", "play"])
+@pytest.mark.parametrize("seed", [-1, 2**31])
+def test_an_episode_seed_out_of_range_is_one_line_naming_it_and_the_range(k_run, tmp_path, capsys, monkeypatch,
+                                                                          command, seed):
+    monkeypatch.setenv("DISPLAY", ":0")           # play reaches the seed check, not the display check
+    out = ["--out", str(tmp_path / "a.gif")] if command == "record" else []
+    assert main([command, str(k_run), "--seed", str(seed), *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--seed {seed} is out of range: integer in [0, 2147483647]" in err
+    assert not (tmp_path / "a.gif").exists()

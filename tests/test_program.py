@@ -63,7 +63,7 @@ def test_hyperparameters_and_run_settings_leave_the_compiled_program_as_it_is(na
 
 def test_seeds_side_by_side_learn_with_their_own_hyperparameters():
     """Program.init gives each seed its own numeric hyperparameters; they are in its state."""
-    cfg, rule = resolve_rule(preset("sample-efficient", hidden=(8,), buffer_size=100, seeds=3))
+    cfg, rule = resolve_rule(preset("sample-efficient", hidden=(8,), buffer_size=100, learning_starts=32, seeds=3))
     program = build(cfg, rule)
     try:
         lrs = (1e-3, 5e-4, 2e-4)

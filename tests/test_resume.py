@@ -78,8 +78,11 @@ def test_a_larger_budget_on_resume_continues_the_run(tmp_path):
     train(cfg, tmp_path / "full", verbose=False)
     short = train(tiny(max_steps=500), tmp_path / "ext", verbose=False)
     assert short.summaries[0]["env_steps"] == 500
+    files = [tmp_path / "ext" / name for name in ("scores.csv", "eval.csv", "summary.json", "config.json")]
+    before = [(f.read_bytes(), f.stat().st_mtime_ns) for f in files]
     with pytest.raises(ConfigError, match="nothing to resume"):
         resume(tmp_path / "ext", verbose=False)
+    assert [(f.read_bytes(), f.stat().st_mtime_ns) for f in files] == before   # refused before touching a file
     longer = resume(tmp_path / "ext", max_steps=1200, verbose=False)
     assert longer.summaries[0]["env_steps"] == 1200
     _same_run(tmp_path / "full", tmp_path / "ext")

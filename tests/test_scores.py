@@ -68,3 +68,51 @@ def test_plot_is_a_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert not list(tmp_path.glob(".*tmp"))      # the atomic write left no temporary file
     log.close()
+
+
+def _run_folder(tmp_path):
+    """A one-seed run folder as `plot` reads it: config.json and a few episodes in scores.csv and eval.csv."""
+    from cartpole_dqn.config import build, to_dict
+    from cartpole_dqn.files import write_json
+
+    tmp_path.mkdir()
+    write_json(tmp_path / "config.json", to_dict(build()))
+    log = ScoreLog(tmp_path, RULE)
+    for i in range(5):
+        log.add_episode(10.0 + i, 10, 0.1, 0.1, 10 * (i + 1), i)
+    log.close()
+    return tmp_path
+
+
+def _refused_in_one_line(capsys, argv, *expected):
+    from cartpole_dqn.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and all(e in err for e in expected), err
+
+
+def test_plot_to_a_missing_folder_or_onto_a_folder_is_one_line(tmp_path, capsys):
+    run = _run_folder(tmp_path / "r")
+    before = (run / "scores.png").exists()
+    _refused_in_one_line(capsys, ["plot", str(run), "--out", str(tmp_path / "nodir" / "x.png")],
+                         "nodir", "does not exist")
+    _refused_in_one_line(capsys, ["plot", str(run), "--out", str(tmp_path)], str(tmp_path), "is a folder")
+    assert not (tmp_path / "nodir").exists() and (run / "scores.png").exists() == before
+
+
+def test_plot_names_the_unreadable_scores_or_eval_file(tmp_path, capsys):
+    run = _run_folder(tmp_path / "r")
+    (run / "scores.csv").write_bytes(b"episode,return\n\xff\xfe1,2\n")
+    _refused_in_one_line(capsys, ["plot", str(run)], str(run / "scores.csv"), "UTF-8")
+    run = _run_folder(tmp_path / "e")
+    (run / "eval.csv").write_bytes(b"\xff\xfe")
+    _refused_in_one_line(capsys, ["plot", str(run)], str(run / "eval.csv"), "UTF-8")
+    run = _run_folder(tmp_path / "d")
+    (run / "eval.csv").unlink()
+    (run / "eval.csv").mkdir()
+    _refused_in_one_line(capsys, ["plot", str(run)], str(run / "eval.csv"))
+    run = _run_folder(tmp_path / "s")
+    (run / "scores.csv").unlink()
+    (run / "scores.csv").mkdir()
+    _refused_in_one_line(capsys, ["plot", str(run)], "holds no scores.csv")

@@ -138,6 +138,23 @@ def test_a_journal_file_works_as_storage(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- faults ---
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "..", ".hidden", "a\\b", ""])
+def test_a_study_name_that_is_not_a_plain_folder_name_is_refused_before_anything_is_made(tmp_path, capsys, name):
+    """The name is the folder of the trial runs (OUT/trials/<study>/): `..` or a separator would put them
+    outside --out."""
+    out = tmp_path / "a" / "b" / "o"
+    assert cli.main(["tune", "--trials", "1", "--budget-steps", "200", "--study", name, "--out", str(out),
+                     *TINY_SET]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--study {name!r} is not allowed" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_name_of_letters_digits_dashes_and_dots_names_its_trials_folder(tmp_path):
+    result = tune(tiny(), trials=1, out=tmp_path, budget=200, study="v1.2_try-3", fixed=TINY_FIXED)
+    assert result.study == "v1.2_try-3" and (tmp_path / "trials" / "v1.2_try-3" / "trial-0").is_dir()
+
+
 def test_a_study_name_made_for_another_environment_is_refused_in_one_line(tmp_path):
     tune(tiny(), trials=1, out=tmp_path, budget=200, study="s", fixed=TINY_FIXED)
     with pytest.raises(ConfigError, match="exists for CartPole-v1; this run asks CartPole-v0"):
@@ -251,6 +268,23 @@ def test_export_module_function_refuses_a_study_with_no_finished_trial(tmp_path)
     with pytest.raises(ConfigError, match="no finished trial"):
         export(url, "e", tmp_path / "best.toml")
     assert report(url, "e", tmp_path)[0].startswith("study e")
+
+
+def test_export_is_written_with_the_mode_the_umask_gives(tmp_path):
+    """Like every output (files.atomic_write): 0640 under umask 027, not the 0600 of a temporary file."""
+    from cartpole_dqn.config import to_dict
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    study = optuna.create_study(storage=url, study_name="one")
+    cfg = to_dict(build("sample-efficient", overrides={"lr": 2e-3}))
+    study.add_trial(optuna.trial.create_trial(value=1000.0, params={}, distributions={}, user_attrs={"config": cfg}))
+    previous = os.umask(0o027)
+    try:
+        path = export(url, "one", tmp_path / "best.toml")
+    finally:
+        os.umask(previous)
+    assert (path.stat().st_mode & 0o777) == 0o640 and build(file=path).lr == 2e-3
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 # ------------------------------------------------------------------------------------------- PostgreSQL ---

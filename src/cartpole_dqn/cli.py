@@ -152,9 +152,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     with _importing():
-        from .files import write_json
+        from .files import check_output, write_json
         from .evaluation import evaluate
 
+    if args.json is not None:
+        check_output(args.json, "--json")   # before the episodes are played, not after
     result = evaluate(args.model, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)
     for line in result.lines():
         print(line)

@@ -26,6 +26,9 @@ else:  # pragma: no cover - exercised only on Python 3.10
 from .errors import ConfigError  # re-exported: `from cartpole_dqn.config import ConfigError` keeps working
 from .presets import PRESET_FOR_ENV, PRESETS
 
+# The largest seed: JAX seeds its random keys from int32, and every seed of a run (seed .. seed+seeds-1) must fit.
+SEED_MAX = 2**31 - 1
+
 
 def _param(default: Any, help: str, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False, choices: tuple[str, ...] | None = None) -> Any:
@@ -49,7 +52,7 @@ class Config:
     solve_window: int = _param(100, "consecutive training episodes averaged by the solve rule", low=1)
 
     # --- run -----------------------------------------------------------------------------------------------------
-    seed: int = _param(0, "first seed; a K-seed run uses seed, seed+1, ..., seed+K-1", low=0)
+    seed: int = _param(0, "first seed; a K-seed run uses seed, seed+1, ..., seed+K-1", low=0, high=SEED_MAX)
     seeds: int = _param(1, "number of independent agents trained at once on the seed axis", low=1)
     max_episodes: int = _param(2000, "episode budget per seed", low=1)
     max_steps: int = _param(300_000, "env-step budget per seed", low=1)
@@ -246,14 +249,18 @@ def _check_type(key: str, value: Any) -> Any:
     return float(value) if tp is float else value
 
 
+def _bound(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"   # an int bound in full: 2147483647, not 2.14748e+09
+
+
 def _range_text(meta: dict[str, Any]) -> str:
-    lo = "" if meta["low"] is None else ("(" if meta["low_open"] else "[") + f"{meta['low']:g}"
-    hi = "" if meta["high"] is None else f"{meta['high']:g}" + (")" if meta["high_open"] else "]")
+    lo = "" if meta["low"] is None else ("(" if meta["low_open"] else "[") + _bound(meta["low"])
+    hi = "" if meta["high"] is None else _bound(meta["high"]) + (")" if meta["high_open"] else "]")
     if lo and hi:
         return f"in {lo}, {hi}"
     if lo:
-        return (">" if meta["low_open"] else ">=") + f" {meta['low']:g}"
-    return ("<" if meta["high_open"] else "<=") + f" {meta['high']:g}"
+        return (">" if meta["low_open"] else ">=") + f" {_bound(meta['low'])}"
+    return ("<" if meta["high_open"] else "<=") + f" {_bound(meta['high'])}"
 
 
 def allowed(key: str) -> str:
@@ -290,6 +297,9 @@ def validate(cfg: Config) -> Config:
     cfg = dataclasses.replace(cfg, **values)
     if cfg.preset not in PRESETS:
         raise ConfigError(f"unknown preset {cfg.preset!r}: allowed are {', '.join(PRESETS)}")
+    if cfg.seed + cfg.seeds - 1 > SEED_MAX:
+        raise ConfigError(f"seeds={cfg.seeds} from seed={cfg.seed} reach {cfg.seed + cfg.seeds - 1}: every seed must "
+                          f"be in [0, {SEED_MAX}]")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"batch_size={cfg.batch_size} is larger than buffer_size={cfg.buffer_size}: "
                           "the batch must fit in the replay memory")
@@ -314,9 +324,24 @@ def validate(cfg: Config) -> Config:
         if cfg.prioritized or cfg.double or cfg.target_update_interval or cfg.sequential_fit:
             raise ConfigError("algo=pqn learns from its rollouts with no replay memory and no target network: "
                               "set prioritized, double and sequential_fit false and target_update_interval=0")
+    if cfg.algo == "dqn":
+        _check_learning_starts(cfg)
     if cfg.double and cfg.target_update_interval == 0:
         raise ConfigError("double=true needs a target network: set target_update_interval >= 1")
     return cfg
+
+
+def _check_learning_starts(cfg: Config) -> None:
+    """DQN's first update waits for learning_starts transitions: refuse a run that would never make one."""
+    # The memory holds whole rows of num_envs transitions (core/replay.py's capacity), so it may hold a few less.
+    capacity = max(1, cfg.buffer_size // cfg.num_envs) * cfg.num_envs
+    if cfg.learning_starts > capacity:
+        held = "" if capacity == cfg.buffer_size else f" (it holds {capacity}: whole rows of num_envs={cfg.num_envs})"
+        raise ConfigError(f"learning_starts={cfg.learning_starts} is above buffer_size={cfg.buffer_size}{held}: the "
+                          "replay memory would never hold enough to learn; lower learning_starts or raise buffer_size")
+    if cfg.learning_starts >= cfg.max_steps:
+        raise ConfigError(f"learning_starts={cfg.learning_starts} is not below max_steps={cfg.max_steps}: the agent "
+                          "would never learn; lower learning_starts or raise max_steps")
 
 
 def check_bench_arguments(seeds: int, seed_start: int, procs: int = 1) -> None:

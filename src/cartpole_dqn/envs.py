@@ -30,15 +30,23 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def make_env(env_id: str) -> gym.Env:
-    """One environment of `env_id`; a missing dependency (Box2D, say) is a ConfigError naming what to install."""
+    """One environment of `env_id`; a missing dependency (Box2D, say) is a ConfigError naming what to install, and
+    so is any other failure of a registered id to build (a compatibility id whose package is absent raises a plain
+    ImportError, a third-party one anything): the user's choice of env, not a bug here."""
     try:
         return gym.make(env_id)
     except gym.error.DependencyNotInstalled as e:
         entry = str(getattr(gym.spec(env_id), "entry_point", ""))
         if "box2d" in entry or "box2d" in str(e).lower():
             raise missing("Box2D", "box2d", f"environment {env_id!r}") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"environment {env_id!r} needs a missing dependency: {first}") from None
+        raise ConfigError(f"environment {env_id!r} needs a missing dependency: {_first_line(e)}") from None
+    except Exception as e:
+        raise ConfigError(f"environment {env_id!r} cannot be made here: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def check_spaces(env: gym.Env | gym.vector.VectorEnv, env_id: str) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checkpoint import load_model
+from .config import SEED_MAX
 from .core import greedy
 from .core.loop import Task
 from .core.networks import Network, Params
@@ -198,20 +199,29 @@ def evaluate(model: str | Path | Policy, episodes: int = 100, seed: int | None =
         raise ConfigError(f"--episodes {episodes} is not allowed: an integer >= 1")
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"--epsilon {epsilon} is not allowed: a number in [0, 1]")
+    base = episode_base(seed)
     policy = _policy(model)
-    base = FINAL_EVAL_SEED_BASE if seed is None else seed
     returns = greedy_returns(policy.net, policy.params, policy.env, policy.seeds, episodes, base=base, number=0,
                              epsilon=epsilon)
     return EvalResult(policy.env, policy.seeds, returns, epsilon, base)
+
+
+def episode_base(seed: int | None) -> int:
+    """The seed the episodes of `evaluate`, `record` and `play` descend from: `seed`, by default training's final
+    evaluation's; a ConfigError outside [0, SEED_MAX] (gymnasium refuses negative seeds, JAX wider than int32)."""
+    if seed is None:
+        return FINAL_EVAL_SEED_BASE
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed {seed} is out of range: integer in [0, {SEED_MAX}]")
+    return seed
 
 
 # ------------------------------------------------------------------------------------ recording and play ---
 RECORD_FORMATS = (".gif", ".mp4")
 
 
-def _episodes(policy: Policy, env: gym.Env, episodes: int, seed: int | None):
+def _episodes(policy: Policy, env: gym.Env, episodes: int, base: int):
     """Yield (step, return so far) after each step of the first seed's greedy episodes."""
-    base = FINAL_EVAL_SEED_BASE if seed is None else seed
     for e in range(episodes):
         obs, _ = env.reset(seed=base + 1000 * policy.seeds[0] + e)
         total, t, done = 0.0, 0, False
@@ -258,6 +268,7 @@ def record(model: str | Path | Policy, out: str | Path, episodes: int = 1, fps: 
                           + " or ".join(RECORD_FORMATS))
     if episodes < 1 or fps < 1:
         raise ConfigError(f"--episodes {episodes} and --fps {fps} must both be integers >= 1")
+    base = episode_base(seed)
     # Refuse before a single frame is played, not after the whole film is in memory.
     require("imageio", "record", "recording")
     if ext == ".mp4":
@@ -272,7 +283,7 @@ def record(model: str | Path | Policy, out: str | Path, episodes: int = 1, fps: 
     env = gym.make(policy.env, render_mode="rgb_array")
     frames, returns = [], []
     try:
-        for e, t, total, done in _episodes(policy, env, episodes, seed):
+        for e, t, total, done in _episodes(policy, env, episodes, base):
             frame = env.render()
             if scale != 1.0:
                 from PIL import Image
@@ -315,9 +326,10 @@ def play(model: str | Path | Policy, episodes: int = 1, seed: int | None = None)
     if not has_display():
         raise ConfigError("play needs a display and none was found (DISPLAY and WAYLAND_DISPLAY are unset): "
                           "record a GIF instead with `cartpole-dqn record OUT --out agent.gif`")
+    base = episode_base(seed)
     policy = _policy(model)
     env = gym.make(policy.env, render_mode="human")
     try:
-        return [total for _, _, total, done in _episodes(policy, env, episodes, seed) if done]
+        return [total for _, _, total, done in _episodes(policy, env, episodes, base) if done]
     finally:
         env.close()

@@ -12,7 +12,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
+
+
+def check_output(path: str | Path, flag: str) -> None:
+    """Refuse, before any work is done, an output file `flag` names that could not be written: its folder does not
+    exist, or a folder stands in its place. One line, naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a folder: give a file name")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written: the folder {str(path.parent)!r} does not exist")
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

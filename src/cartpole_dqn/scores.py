@@ -209,19 +209,34 @@ def _finish(fig, ax, path: Path, ylabel: str, title: str) -> None:
 
 # -------------------------------------------------------------------------------------- redrawing from files ---
 def read_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, list]:
-    """(returns, env_steps, evals) from a seed's scores.csv and eval.csv; ValueError if scores.csv is damaged."""
+    """(returns, env_steps, evals) from a seed's scores.csv and eval.csv (optional); ValueError, naming the file,
+    if either cannot be read or is damaged."""
     folder = Path(folder)
-    rows = list(csv.DictReader(open(folder / SCORES, newline="")))
+    rows = _rows(folder / SCORES)
     try:
         returns = np.array([float(r["return"]) for r in rows])
         steps = np.array([int(r["env_steps"]) for r in rows], dtype=np.int64)
-        evals = []
-        if (folder / EVALS).exists():
-            evals = [(int(r["env_steps"]), float(r["wall_seconds"]), float(r["mean"]), float(r["std"]),
-                      float(r["min"]), float(r["max"])) for r in csv.DictReader(open(folder / EVALS, newline=""))]
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{str(folder / SCORES)!r} is not a cartpole-dqn scores file: {e}") from None
+    if not (folder / EVALS).exists():
+        return returns, steps, []
+    rows = _rows(folder / EVALS)
+    try:
+        evals = [(int(r["env_steps"]), float(r["wall_seconds"]), float(r["mean"]), float(r["std"]),
+                  float(r["min"]), float(r["max"])) for r in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{str(folder / EVALS)!r} is not a cartpole-dqn evaluations file: {e}") from None
     return returns, steps, evals
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    """The rows of the CSV file `path`; ValueError naming it if it cannot be read as UTF-8 text."""
+    try:
+        return list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except OSError as e:
+        raise ValueError(f"{str(path)!r} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (damaged?): {e}") from None
 
 
 def plot_overlay(path: Path, runs: list[tuple[str, np.ndarray]], rule: Rule, title: str) -> None:
@@ -247,10 +262,12 @@ def plot(runs: list[str | Path], out: str | Path | None = None) -> Path:
     their median) on one figure. Default output: the run's own scores.png, or ./scores-overlay.png for several.
     """
     from .errors import CheckpointError
-    from .files import read_json
+    from .files import check_output, read_json
     from .config import ConfigError, from_dict
     from .rules import resolve_rule
 
+    if out is not None:
+        check_output(out, "--out")
     curves, rules, single = [], [], None
     for run in map(Path, runs):
         if not run.is_dir():

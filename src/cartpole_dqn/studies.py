@@ -10,6 +10,7 @@ and Optuna's heartbeat marks it FAIL from any host of an SQL storage after `GRAC
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import warnings
@@ -111,6 +112,15 @@ def setup_of(cfg: Config, rule: Rule) -> dict[str, Any]:
 
 def default_study_name(cfg: Config) -> str:
     return f"{cfg.env}-{cfg.preset}"
+
+
+def check_study_name(name: str) -> str:
+    """`name` if it can name the folder of its trial runs (`OUT/trials/<name>/`); a name with a path separator or
+    `..` would put them outside OUT, so only letters, digits, `-`, `_` and `.` are allowed, not first a `.`."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
+        raise ConfigError(f"--study {name!r} is not allowed: letters, digits, '-', '_' and '.' (not first), since "
+                          "it names the folder of the trial runs in --out")
+    return name
 
 
 def _sampler() -> optuna.samplers.BaseSampler:

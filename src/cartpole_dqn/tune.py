@@ -34,8 +34,8 @@ from .plotting import pyplot, save_png
 from .rules import resolve_rule
 from .rundir import CHECKPOINT
 from .stats import objective_value
-from .studies import (default_storage, default_study_name, fail_dead_trials, first_line, load, open_storage,
-                      open_study, setup_of, shown)
+from .studies import (check_study_name, default_storage, default_study_name, fail_dead_trials, first_line, load,
+                      open_storage, open_study, setup_of, shown)
 
 # Settings that describe the run rather than the agent: never searched, never exported.
 RUN_KEYS = RUN | {"max_episodes", "max_steps"}
@@ -294,6 +294,8 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
     unknown = sorted(set(fixed) - set(FIELDS))
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r}: allowed are {', '.join(FIELDS)}")
+    if study is not None:
+        check_study_name(study)
     base, rule = resolve_rule(tune_config(base, budget))
     out = Path(out)
     try:
