@@ -218,6 +218,18 @@ def test_a_tensor_file_name_that_is_not_a_state_file_is_one_line_exit_2(run, tmp
     _one_line_exit_2(capsys, ["resume", str(bad)], "names no tensor file")
 
 
+def test_resume_of_another_runs_checkpoint_is_one_line_exit_2(run, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "o"
+    shutil.copytree(run, other)
+    config = json.loads((run / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "env": "Acrobot-v1", "hidden": [32, 32]}))
+    _one_line_exit_2(capsys, ["resume", str(other), "--max-steps", "500"], "is not this run's: it has "
+                     "env='CartPole-v1', hidden=[16, 16]; " f"{str(other / 'config.json')!r} records "
+                     "env='Acrobot-v1', hidden=[32, 32]")
+
+
 @pytest.mark.parametrize("damage", ["missing", "empty-folder", "truncated-model", "bad-json", "version"])
 def test_bad_input_to_every_command_is_one_line_and_exit_2(run, tmp_path, capsys, damage):
     import shutil

@@ -26,7 +26,7 @@ from .core.networks import Network, Params
 from .envs import env_sizes
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
 from .files import atomic_write, read_json, write_json
-from .rundir import CHECKPOINT
+from .rundir import CHECKPOINT, RunDir
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -230,12 +230,14 @@ def save_run(run: Training) -> None:
 
 
 def load_run(out: Path) -> tuple[Config, dict[str, np.ndarray], dict[str, Any]]:
-    """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint."""
+    """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint; CheckpointError if it is not
+    usable, or is another run's (its environment or network contradicts OUT/config.json)."""
     arrays, meta = load_checkpoint(out / CHECKPOINT)
     try:
         cfg = from_dict(meta["config"])
     except (ConfigError, KeyError, TypeError) as e:
         raise CheckpointError(f"the checkpoint in {str(out)!r} holds no usable configuration: {e}") from None
+    RunDir(out).check_own(f"the checkpoint in {str(out)!r}", to_dict(cfg))
     sizes = env_sizes(cfg.env)
     if (meta.get("obs_size"), meta.get("n_actions")) != sizes:
         raise CheckpointError(f"the checkpoint in {str(out)!r} was made for {meta.get('obs_size')} observations "
