@@ -218,6 +218,16 @@ def test_a_tensor_file_name_that_is_not_a_state_file_is_one_line_exit_2(run, tmp
     _one_line_exit_2(capsys, ["resume", str(bad)], "names no tensor file")
 
 
+def test_a_checkpoint_whose_network_is_not_its_configurations_is_one_line_exit_2(run, tmp_path, capsys):
+    """A meta.json written so (its checksum matches) whose configuration asks for another network than the
+    tensors hold: the arrays are checked against the program the configuration builds, before any step."""
+    meta = json.loads((run / "checkpoint" / "meta.json").read_text())
+    other = _edit_meta(run, tmp_path / "n", config={**meta["config"], "hidden": [32, 32]})
+    (other / "config.json").write_text(json.dumps(meta["config"] | {"hidden": [32, 32]}))
+    _one_line_exit_2(capsys, ["resume", str(other), "--max-steps", "500"],
+                     "is not usable: checkpoint array \"agent.params")
+
+
 def test_resume_of_another_runs_checkpoint_is_one_line_exit_2(run, tmp_path, capsys):
     import shutil
 
