@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cartpole_dqn.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from cartpole_dqn.checkpoint import CHECKSUM, CheckpointError, checksum, load_checkpoint, load_model, save_checkpoint
 from cartpole_dqn.cli import main
 from cartpole_dqn.core.networks import Network, input_bounds
 from cartpole_dqn.evaluation import load
@@ -29,6 +29,12 @@ def model_run(tmp_path_factory):
     return write_run(tmp_path_factory.mktemp("ckpt") / "model", net, [params]) / "seed-0"
 
 
+def _one_line_exit_2(capsys, argv, says):
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and says in err, err
+
+
 def test_a_run_leaves_a_full_checkpoint(run):
     arrays, meta = load_checkpoint(run / "checkpoint")
     for key in ("state.agent.params['layer0']['weight']", "state.agent.target['head']['bias']",
@@ -36,7 +42,7 @@ def test_a_run_leaves_a_full_checkpoint(run):
                 "state.agent.epsilon", "state.key", "state.env_state.theta", "state.memory.obs", "state.recent",
                 "scores.0.returns"):
         assert key in arrays, key
-    assert meta["steps"] == 400 and meta["format_version"] == 3
+    assert meta["steps"] == 400 and meta["format_version"] == 4
     assert arrays["state.memory.pos"].tolist() == [100] and arrays["state.memory.size"].tolist() == [300]
     assert arrays["state.memory.obs"].shape == (1, 300, 4)
     assert meta["envs"] is None                  # CartPole runs inside the program: its state is an array above
@@ -85,24 +91,67 @@ def test_another_format_version_is_named(run, tmp_path):
     (tmp_path / "checkpoint").mkdir()
     meta = json.loads((run / "checkpoint" / "meta.json").read_text())
     (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
-    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 3"):
+    with pytest.raises(CheckpointError, match="format version 99; this cartpole-dqn reads version 4"):
         load_checkpoint(tmp_path / "checkpoint")
     (tmp_path / "checkpoint" / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
     with pytest.raises(CheckpointError, match="format version 1 .the PyTorch trainer's"):
         load_checkpoint(tmp_path / "checkpoint")
 
 
-def _rewrite(src, dst, **changes):
-    """A copy of model file `src` with metadata entries replaced (values JSON-encoded, as the files hold them)."""
-    meta = {**_header(src), **{key: json.dumps(value) for key, value in changes.items()}}
-    save_file(load_file(src), dst, metadata=meta)
+def _rewrite(src, dst, seal=True, **changes):
+    """A copy of model file `src` with metadata entries replaced (values JSON-encoded, as the files hold them) and,
+    if `seal`, its checksum made to match: a file written so, not one damaged after."""
+    tensors = load_file(src)
+    meta = {**{key: json.loads(value) for key, value in _header(src).items()}, **changes}
+    if seal:
+        meta[CHECKSUM] = checksum(meta, tensors)
+    save_file(tensors, dst, metadata={key: json.dumps(value) for key, value in meta.items() if value is not None})
     return dst
 
 
 def test_another_model_format_version_is_named(model_run, tmp_path):
     f = _rewrite(model_run / "model.safetensors", tmp_path / "m.safetensors", format_version=99)
-    with pytest.raises(CheckpointError, match="model format version 99; this cartpole-dqn reads version 2"):
+    with pytest.raises(CheckpointError, match="model format version 99; this cartpole-dqn reads version 3"):
         load_model(f)
+
+
+def _flip(path, offset, value):
+    raw = bytearray(path.read_bytes())
+    raw[offset] = value
+    path.write_bytes(bytes(raw))
+
+
+def test_a_model_with_one_byte_changed_is_refused_as_damaged(model_run, tmp_path, capsys):
+    import shutil
+
+    target = tmp_path / "x"
+    shutil.copytree(model_run, target)
+    f = target / "model.safetensors"
+    raw = f.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    start = 8 + n + json.loads(raw[8:8 + n])["head.bias"]["data_offsets"][0]
+    _flip(f, start + 3, 0x7D)                       # the first bias's exponent: 0.0 becomes about 2e37
+    assert load_file(f)["head.bias"][0] > 1e37
+    with pytest.raises(CheckpointError, match="is damaged: its checksum does not match"):
+        load_model(f)
+    for cmd in (["evaluate", str(target), "--episodes", "1"], ["record", str(target), "--out", str(tmp_path / "a.gif")],
+                ["evaluate", str(f)]):
+        _one_line_exit_2(capsys, cmd, "model.safetensors' is damaged")
+    shutil.copy(model_run / "model.safetensors", f)
+    _flip(f, raw.index(b'"seed":"0"') + len(b'"seed":"'), ord("7"))    # the metadata is vouched for too
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_model(f)
+
+
+def test_a_model_without_a_checksum_loads_only_if_its_format_predates_checksums(model_run, tmp_path):
+    src = model_run / "model.safetensors"
+    net, params, _ = load_model(src)
+    old, _, meta = load_model(_rewrite(src, tmp_path / "v2.safetensors", seal=False, format_version=2, checksum=None))
+    assert old == net and CHECKSUM not in meta          # a user's format 2 model still loads
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_model(_rewrite(src, tmp_path / "v3.safetensors", seal=False, checksum=None))
+    with pytest.raises(CheckpointError, match="is damaged"):     # a checksum, once there, is always checked
+        load_model(_rewrite(src, tmp_path / "v2-edited.safetensors", seal=False, format_version=2))
 
 
 def test_a_model_for_another_environment_is_refused(model_run, tmp_path):
@@ -129,17 +178,66 @@ def _header(path):
     return json.loads(raw[8:8 + n])["__metadata__"]
 
 
-def test_resume_of_a_checkpoint_for_another_environment_is_one_line_exit_2(run, tmp_path, capsys):
+def _edit_meta(run, dst, seal=True, drop=(), **changes):
+    """A copy of run folder `run` whose checkpoint's meta.json has entries replaced, those in `drop` removed and,
+    if `seal`, its checksum made to match (a checkpoint written so, not one edited after)."""
     import shutil
 
-    other = tmp_path / "other"
+    shutil.copytree(run, dst)
+    path = dst / "checkpoint" / "meta.json"
+    meta = {key: value for key, value in {**json.loads(path.read_text()), **changes}.items() if key not in drop}
+    if seal:
+        meta[CHECKSUM] = checksum(meta, {})
+    path.write_text(json.dumps(meta, indent=2))
+    return dst
+
+
+def test_resume_of_a_checkpoint_for_another_environment_is_one_line_exit_2(run, tmp_path, capsys):
+    other = _edit_meta(run, tmp_path / "other", obs_size=6, n_actions=3)
+    _one_line_exit_2(capsys, ["resume", str(other)], "made for 6 observations and 3 actions")
+
+
+def test_an_edited_meta_json_is_refused_even_where_every_shape_still_fits(run, tmp_path, capsys):
+    meta = json.loads((run / "checkpoint" / "meta.json").read_text())
+    edited = _edit_meta(run, tmp_path / "e", seal=False, config={**meta["config"], "n_step": 3})
+    with pytest.raises(CheckpointError, match="is damaged or was edited: meta.json does not match its checksum"):
+        load_checkpoint(edited / "checkpoint")
+    _one_line_exit_2(capsys, ["resume", str(edited), "--max-steps", "500"], "damaged or was edited")
+    # Format 3 predates meta.json's checksum: an untouched one still resumes, one that carries a checksum is held
+    # to it.
+    _, old = load_checkpoint(_edit_meta(run, tmp_path / "v3", False, [CHECKSUM], format_version=3) / "checkpoint")
+    assert old["format_version"] == 3
+    with pytest.raises(CheckpointError, match="damaged or was edited"):
+        load_checkpoint(_edit_meta(run, tmp_path / "v3e", seal=False, format_version=3, steps=7) / "checkpoint")
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../checkpoint/state-000001.safetensors", "/etc/hostname",
+                                  "state-000001.safetensors.bak", "model.safetensors", 7])
+def test_a_tensor_file_name_that_is_not_a_state_file_is_one_line_exit_2(run, tmp_path, capsys, name):
+    bad = _edit_meta(run, tmp_path / "b", tensors=name)
+    _one_line_exit_2(capsys, ["resume", str(bad)], "names no tensor file")
+
+
+def test_a_checkpoint_whose_network_is_not_its_configurations_is_one_line_exit_2(run, tmp_path, capsys):
+    """A meta.json written so (its checksum matches) whose configuration asks for another network than the
+    tensors hold: the arrays are checked against the program the configuration builds, before any step."""
+    meta = json.loads((run / "checkpoint" / "meta.json").read_text())
+    other = _edit_meta(run, tmp_path / "n", config={**meta["config"], "hidden": [32, 32]})
+    (other / "config.json").write_text(json.dumps(meta["config"] | {"hidden": [32, 32]}))
+    _one_line_exit_2(capsys, ["resume", str(other), "--max-steps", "500"],
+                     "is not usable: checkpoint array \"agent.params")
+
+
+def test_resume_of_another_runs_checkpoint_is_one_line_exit_2(run, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "o"
     shutil.copytree(run, other)
-    meta_path = other / "checkpoint" / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "obs_size": 6, "n_actions": 3}))
-    assert main(["resume", str(other)]) == 2
-    err = capsys.readouterr().err
-    assert "made for 6 observations and 3 actions" in err and err.count("\n") == 1
+    config = json.loads((run / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "env": "Acrobot-v1", "hidden": [32, 32]}))
+    _one_line_exit_2(capsys, ["resume", str(other), "--max-steps", "500"], "is not this run's: it has "
+                     "env='CartPole-v1', hidden=[16, 16]; " f"{str(other / 'config.json')!r} records "
+                     "env='Acrobot-v1', hidden=[32, 32]")
 
 
 @pytest.mark.parametrize("damage", ["missing", "empty-folder", "truncated-model", "bad-json", "version"])

@@ -164,6 +164,28 @@ def test_play_without_a_display_says_so(k_run, monkeypatch, capsys):
     assert "needs a display" in capsys.readouterr().err
 
 
+def test_another_runs_model_in_a_run_folder_is_one_line_naming_both_environments(tmp_path, monkeypatch, capsys):
+    """Acrobot's model copied into a CartPole run: evaluate, record and play refuse it instead of playing Acrobot."""
+    from cartpole_dqn.checkpoint import save_model
+    from cartpole_dqn.config import to_dict
+    from cartpole_dqn.core.networks import Network
+
+    net = Network(6, 3, (16, 16))
+    save_model(tmp_path / "model.safetensors", net, net.init(jax.random.PRNGKey(0)), {"env": "Acrobot-v1", "seed": 0})
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(tiny())))
+    monkeypatch.setenv("DISPLAY", ":99")             # play gets as far as loading the model
+    says = (f"is not this run's: it has env='Acrobot-v1'; {str(tmp_path / 'config.json')!r} records "
+            "env='CartPole-v1'")
+    for cmd in (["evaluate", str(tmp_path), "--episodes", "1"], ["evaluate", str(tmp_path / "model.safetensors")],
+                ["record", str(tmp_path), "--out", str(tmp_path / "a.gif")], ["play", str(tmp_path)]):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, (cmd, err)
+    assert not (tmp_path / "a.gif").exists()
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(tiny(env="Acrobot-v1"))))
+    assert load(tmp_path).env == "Acrobot-v1"           # in its own run it loads
+
+
 def test_plot_redraws_a_run_and_overlays_seeds_and_runs(trained_run, tmp_path):
     single = trained_run / "seed-0"
     (single / "scores.png").unlink()

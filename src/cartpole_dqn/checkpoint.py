@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +26,32 @@ from .core.networks import Network, Params
 from .envs import env_sizes
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
 from .files import atomic_write, read_json, write_json
-from .rundir import CHECKPOINT
+from .rundir import CHECKPOINT, RunDir
 from .version import __version__
 
 if TYPE_CHECKING:
     from .driver import Training
 
-MODEL_FORMAT_VERSION = 2        # model files: 1 was the PyTorch trainer's, which load_model still reads
-# Checkpoint folders: 3 holds the numeric hyperparameters and the next actions in the state pytree; 2 (without
-# them) and 1 (the PyTorch trainer's) are refused.
-CHECKPOINT_FORMAT_VERSION = 3
+# Model files: 3 carries a checksum; 2 (without one) and 1 (the PyTorch trainer's) still load, as they did.
+MODEL_FORMAT_VERSION = 3
+# Checkpoint folders: 4 checksums meta.json itself; 3 (whose checksum covered only the tensor file) still resumes,
+# its state is the same; 2 (without the numeric hyperparameters and next actions) and 1 (the PyTorch trainer's)
+# are refused.
+CHECKPOINT_FORMAT_VERSION = 4
+CHECKSUM = "checksum"
+
+
+def checksum(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> str:
+    """The SHA-256 that a model file or a checkpoint's meta.json carries under CHECKSUM: of `meta` (all but that
+    entry) as canonical JSON, then of each tensor's name, dtype, shape and bytes in name order. It covers the
+    metadata as well as the weights, so neither a damaged byte nor an edited setting passes unnoticed."""
+    h = hashlib.sha256(json.dumps({key: value for key, value in meta.items() if key != CHECKSUM},
+                                  sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors):
+        t = np.ascontiguousarray(tensors[name])
+        h.update(json.dumps([name, t.dtype.str, list(t.shape)]).encode())
+        h.update(t.tobytes())
+    return h.hexdigest()
 
 
 def save_model(path: str | Path, net: Network, params: Params, meta: dict[str, Any]) -> None:
@@ -47,8 +64,8 @@ def save_model(path: str | Path, net: Network, params: Params, meta: dict[str, A
         tensors["input.scale"] = np.asarray(net.in_scale, dtype=np.float32)
     arch = {"obs_size": net.obs_size, "n_actions": net.n_actions, "hidden": list(net.hidden), "dueling": net.dueling,
             "noisy": net.noisy, "layer_norm": net.layer_norm}
-    header = {key: json.dumps(value) for key, value in
-              {**meta, **arch, "format_version": MODEL_FORMAT_VERSION}.items()}
+    meta = {**meta, **arch, "format_version": MODEL_FORMAT_VERSION}
+    header = {key: json.dumps(value) for key, value in {**meta, CHECKSUM: checksum(meta, tensors)}.items()}
     atomic_write(path, st_np_save(tensors, metadata=header))
 
 
@@ -60,8 +77,8 @@ def network_for(meta: dict[str, Any]) -> Network:
 
 
 def load_model(path: str | Path) -> tuple[Network, Params, dict[str, Any]]:
-    """One seed's network, weights and metadata from a model file of format 2, or of format 1 (the PyTorch
-    trainer's); CheckpointError if it is missing, cut short, foreign or of another format version."""
+    """One seed's network, weights and metadata from a model file of format 3, 2 or 1 (the PyTorch trainer's);
+    CheckpointError if it is missing, cut short, damaged, foreign or of another format version."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -76,9 +93,13 @@ def load_model(path: str | Path) -> tuple[Network, Params, dict[str, Any]]:
         raise CheckpointError(f"{str(path)!r} is not a valid safetensors model (truncated or corrupted?): {e}") \
             from None
     version = meta.get("format_version")
-    if version not in (1, MODEL_FORMAT_VERSION):
+    if version not in (1, 2, MODEL_FORMAT_VERSION):
         raise CheckpointError(f"{str(path)!r} has model format version {version}; this cartpole-dqn reads version "
-                              f"{MODEL_FORMAT_VERSION} (and 1, the PyTorch trainer's)")
+                              f"{MODEL_FORMAT_VERSION} (and 2, and 1, the PyTorch trainer's)")
+    # Formats 1 and 2 predate the checksum; a file that carries one is held to it whatever version it claims.
+    if (version == MODEL_FORMAT_VERSION or CHECKSUM in meta) and meta.get(CHECKSUM) != checksum(meta, tensors):
+        raise CheckpointError(f"{str(path)!r} is damaged: its checksum does not match its weights and metadata "
+                              "(corrupted on disk, or edited?)")
     try:
         net = network_for(meta)
         if "input.scale" in tensors:
@@ -116,11 +137,13 @@ def _header_metadata(raw: bytes) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------- full checkpoints ---
 # A checkpoint is a folder holding `meta.json` (counters, random states of the environments, the configuration)
 # and one `state-<n>.safetensors` (every tensor: weights, optimizer moments, replay memory, generator states,
-# scores). meta.json names its tensor file and that file's SHA-256, and it is written last: replacing meta.json
-# is the one moment a new checkpoint takes effect, so a crash before it leaves the previous checkpoint whole, and
-# a tensor file that was cut short or altered is refused.
+# scores). meta.json names its tensor file and that file's SHA-256 (`sha256`), carries a checksum of its own
+# content (CHECKSUM), and it is written last: replacing meta.json is the one moment a new checkpoint takes effect,
+# so a crash before it leaves the previous checkpoint whole, and a tensor file or a meta.json that was cut short,
+# damaged or edited is refused.
 
 CHECKPOINT_META = "meta.json"
+TENSOR_FILE = re.compile(r"state-(\d+)\.safetensors")      # a bare name: never a path out of the folder
 
 
 def save_checkpoint(folder: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -128,19 +151,20 @@ def save_checkpoint(folder: str | Path, arrays: dict[str, np.ndarray], meta: dic
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     previous = {p.name for p in folder.glob("state-*.safetensors")}
-    n = 1 + max((int(name[6:-12]) for name in previous if name[6:-12].isdigit()), default=0)
+    n = 1 + max((int(m[1]) for m in map(TENSOR_FILE.fullmatch, previous) if m), default=0)
     name = f"state-{n:06d}.safetensors"
     raw = st_np_save({key: np.ascontiguousarray(a) for key, a in arrays.items()})
     atomic_write(folder / name, raw)
-    write_json(folder / CHECKPOINT_META, {**meta, "format_version": CHECKPOINT_FORMAT_VERSION, "tensors": name,
-                                          "sha256": hashlib.sha256(raw).hexdigest()})
+    meta = {**meta, "format_version": CHECKPOINT_FORMAT_VERSION, "tensors": name,
+            "sha256": hashlib.sha256(raw).hexdigest()}
+    write_json(folder / CHECKPOINT_META, {**meta, CHECKSUM: checksum(meta, {})})
     for old in previous - {name}:  # only now is the old tensor file no longer needed
         (folder / old).unlink(missing_ok=True)
 
 
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, metadata) of the checkpoint in `folder`; CheckpointError if it is missing, cut short, altered or
-    written by another version of the format. Nothing is unpickled."""
+    """(arrays, metadata) of the checkpoint in `folder`; CheckpointError if it is missing, cut short, damaged,
+    edited or written by another version of the format. Nothing is unpickled."""
     folder = Path(folder)
     meta_path = folder / CHECKPOINT_META
     if not meta_path.exists():
@@ -149,20 +173,26 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str
     if not isinstance(meta, dict):
         raise CheckpointError(f"{str(meta_path)!r} is not a checkpoint description (truncated or corrupted?)")
     version = meta.get("format_version")
-    if version != CHECKPOINT_FORMAT_VERSION:
+    if version not in (3, CHECKPOINT_FORMAT_VERSION):
         old = {1: " (the PyTorch trainer's; retrain, or resume it with cartpole-dqn 0.1)",
                2: " (cartpole-dqn before hyperparameters became data; retrain, or resume it with the version that "
                   "wrote it)"}.get(version, "")
         raise CheckpointError(f"{str(folder)!r} is a checkpoint of format version {version}{old}; this "
-                              f"cartpole-dqn reads version {CHECKPOINT_FORMAT_VERSION}")
+                              f"cartpole-dqn reads version {CHECKPOINT_FORMAT_VERSION} (and 3)")
+    # Format 3 predates meta.json's own checksum; a meta.json that carries one is held to it whatever it claims.
+    if (version == CHECKPOINT_FORMAT_VERSION or CHECKSUM in meta) and meta.get(CHECKSUM) != checksum(meta, {}):
+        raise CheckpointError(f"the checkpoint in {str(folder)!r} is damaged or was edited: {CHECKPOINT_META} "
+                              "does not match its checksum")
     name = meta.get("tensors")
-    if not isinstance(name, str) or "/" in name or "\\" in name:
-        raise CheckpointError(f"{str(meta_path)!r} names no tensor file (truncated or corrupted?)")
+    if not isinstance(name, str) or not TENSOR_FILE.fullmatch(name):
+        raise CheckpointError(f"{str(meta_path)!r} names no tensor file of a checkpoint ({name!r}; corrupted?)")
     path = folder / name
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{str(path)!r} does not exist: the checkpoint is incomplete") from None
+    except OSError as e:
+        raise CheckpointError(f"{str(path)!r} cannot be read: {e.strerror or e}") from None
     if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
         raise CheckpointError(f"{str(path)!r} does not match its checksum in {CHECKPOINT_META} "
                               "(truncated or corrupted?)")
@@ -200,12 +230,14 @@ def save_run(run: Training) -> None:
 
 
 def load_run(out: Path) -> tuple[Config, dict[str, np.ndarray], dict[str, Any]]:
-    """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint."""
+    """(configuration, arrays, metadata) of the run checkpoint in OUT/checkpoint; CheckpointError if it is not
+    usable, or is another run's (its environment or network contradicts OUT/config.json)."""
     arrays, meta = load_checkpoint(out / CHECKPOINT)
     try:
         cfg = from_dict(meta["config"])
     except (ConfigError, KeyError, TypeError) as e:
         raise CheckpointError(f"the checkpoint in {str(out)!r} holds no usable configuration: {e}") from None
+    RunDir(out).check_own(f"the checkpoint in {str(out)!r}", to_dict(cfg))
     sizes = env_sizes(cfg.env)
     if (meta.get("obs_size"), meta.get("n_actions")) != sizes:
         raise CheckpointError(f"the checkpoint in {str(out)!r} was made for {meta.get('obs_size')} observations "

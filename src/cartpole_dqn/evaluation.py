@@ -126,9 +126,11 @@ def load(path: str | Path) -> Policy:
     """The trained agents in a run folder (one seed, or every `seed-<n>/` of a K-seed run) or one model file.
 
     Raises CheckpointError for a missing path, a folder with no model, a damaged file, a model of another format
-    version, or one whose observation or action sizes do not match its environment.
+    version, one whose observation or action sizes do not match its environment, or one whose environment or
+    network is not the one its run folder's config.json records (another run's model copied in).
     """
-    files = _model_files(Path(path))
+    path = Path(path)
+    files = _model_files(path)
     loaded = [load_model(f) for f in files]
     net, _, first = loaded[0]
     for f, (other, _, m) in zip(files, loaded):
@@ -143,6 +145,10 @@ def load(path: str | Path) -> Policy:
     if sizes != (net.obs_size, net.n_actions):
         raise CheckpointError(f"{str(files[0])!r} was made for {net.obs_size} observations and "
                               f"{net.n_actions} actions; {env_id} has {sizes[0]} and {sizes[1]}")
+    # A model file named on its own is held to the run folder it lies in, as a folder's models are to theirs.
+    RunDir(path if path.is_dir() else path.parent).check_own(
+        repr(str(files[0])), {"env": env_id, "hidden": list(net.hidden), "dueling": net.dueling, "noisy": net.noisy,
+                              "layer_norm": net.layer_norm})
     params = jax.tree.map(lambda *seeds: jnp.stack(seeds), *(p for _, p, _ in loaded))
     return Policy(net, params, env_id, [int(m.get("seed", i)) for i, (_, _, m) in enumerate(loaded)], files)
 

@@ -3,7 +3,8 @@
 A one-seed run keeps everything in its folder. A K-seed run keeps the run's config.json, its aggregate summary.json
 and the checkpoint at the top, and each seed's files in `seed-<n>/`; TensorBoard's event files go to `tb/` (and
 `tb/seed-<n>/`). Training, the parts that write the files, the checkpoint, the benchmark, evaluation and `plot`
-all take the names and the layout from here.
+all take the names and the layout from here, and `RunDir.check_own` tells a run's own model or checkpoint from one
+copied in from another run.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from .config import Config
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
+from .files import read_json
 
 SCORES = "scores.csv"            # a seed's training episodes (scores.py)
 EVALS = "eval.csv"               # its greedy evaluations
@@ -32,6 +34,8 @@ CHECKPOINT = "checkpoint"        # the folder `resume` continues from (checkpoin
 TENSORBOARD = "tb"               # TensorBoard's event files
 LOCK = ".lock"                   # held (flock) by the process that trains into the folder
 SEED_PREFIX = "seed-"
+# What makes a model or a checkpoint a run's own: the task it plays and the shape of its network.
+IDENTITY = ("env", "hidden", "dueling", "noisy", "layer_norm")
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,21 @@ class RunDir:
     def tensorboard_dirs(self, seeds: Sequence[int]) -> list[Path]:
         """Each seed's TensorBoard run: `tb/` for one seed, else `tb/seed-<n>/` (one curve per seed)."""
         return _per_seed(self.path / TENSORBOARD, seeds)
+
+    def check_own(self, what: str, settings: Mapping[str, Any]) -> None:
+        """Refuse `what` (a model file, a checkpoint), whose `settings` (as JSON holds them: lists, not tuples)
+        contradict this run's config.json on any of IDENTITY: it was made by another run, and evaluating or
+        resuming it here would pass it off as this one. A folder without config.json has nothing to contradict."""
+        path = self.path / CONFIG
+        if not path.is_file():
+            return
+        recorded = read_json(path)
+        if not isinstance(recorded, dict):
+            raise CheckpointError(f"{str(path)!r} is not a configuration (corrupted?)")
+        differ = [key for key in IDENTITY if key in recorded and key in settings and recorded[key] != settings[key]]
+        if differ:
+            mine, theirs = (", ".join(f"{key}={d[key]!r}" for key in differ) for d in (settings, recorded))
+            raise CheckpointError(f"{what} is not this run's: it has {mine}; {str(path)!r} records {theirs}")
 
     def find_seed_dirs(self, name: str) -> list[Path]:
         """The seed folders of an existing run that hold the file `name`: the run folder itself if it does (one
