@@ -21,7 +21,7 @@ from safetensors.numpy import load as st_np_load
 from safetensors.numpy import save as st_np_save
 
 from .config import Config, ConfigError, from_dict, to_dict
-from .core import snapshot
+from .core import loop, snapshot
 from .core.networks import Network, Params
 from .envs import env_sizes
 from .errors import CheckpointError  # re-exported: `from cartpole_dqn.checkpoint import CheckpointError` works
@@ -255,6 +255,8 @@ def restore_run(run: Training, arrays: dict[str, np.ndarray], meta: dict[str, An
     if len(meta["seeds"]) != k:
         raise ValueError(f"it holds {len(meta['seeds'])} seeds, the configuration {k}")
     states = {name[6:]: a for name, a in arrays.items() if name.startswith("state.")}
+    for name in loop.BUDGETS:      # the configuration's (resume may raise them), whatever the checkpoint says
+        states[name] = np.asarray(getattr(run.states, name))
     run.states = jax.device_put(snapshot.from_arrays(run.states, states), jax.tree.leaves(run.states)[0].device)
     run.t, run.wall_before = int(meta["steps"]), float(meta["wall"])
     run.hypers = list(meta.get("hypers") or [])

@@ -160,17 +160,18 @@ class Config:
 # Three kinds of settings. The CLI, TOML and `--set` see one flat Config; the compiled program does not.
 # HYPER: numbers that only flow through arithmetic. They are data in each seed's state (core/hyper.py), so changing
 #   them reuses the compiled program and seeds side by side may differ in them (`tune --batch`).
-# RUN: the driver's: which seeds, evaluation, output, hardware. The program never reads them (`seeds` sets how
-#   many states it is mapped over).
+# RUN: the driver's: which seeds, evaluation, output, hardware, and the budgets. The program reads none of them as
+#   a constant (`seeds` sets how many states it is mapped over; the budgets are data in each seed's state, so a
+#   resume that raises them compiles nothing).
 # PROGRAM: everything else shapes the compiled program (widths, buffer, n-step, switches, E, T, the environment,
-#   the solve rule and `preset`, which picks the classic's rule, the budgets); a change compiles another program.
+#   the solve rule and `preset`, which picks the classic's rule); a change compiles another program.
 HYPER = frozenset({
     "lr", "lr_end", "lr_decay_steps", "gamma", "tau", "huber_delta", "reward_scale", "epsilon_start", "epsilon_end",
     "epsilon_decay_steps", "epsilon_decay_rate", "priority_alpha", "priority_beta", "priority_eps", "q_lambda",
 })
 RUN = frozenset({
     "seed", "seeds", "eval_every", "eval_episodes", "final_eval_episodes", "device", "threads",
-    "save_every", "plot_every",
+    "save_every", "plot_every", "max_steps", "max_episodes",
 })
 PROGRAM = frozenset(f.name for f in dataclasses.fields(Config)) - HYPER - RUN
 

@@ -114,16 +114,17 @@ class Part:
 
 
 def chunk_steps(cfg: Config) -> int:
-    """Vector steps of the compiled chunk: CHUNK_STEPS env steps per seed (fewer if the budget is smaller), in
-    whole vector steps of `num_envs` env steps. A call may run fewer (`steps_until`)."""
-    return loop.vector_steps(cfg, min(CHUNK_STEPS, cfg.max_steps))
+    """Vector steps of the compiled chunk: CHUNK_STEPS env steps per seed, in whole vector steps of `num_envs` env
+    steps, whatever the budget (so runs with other budgets share the program). A call may run fewer
+    (`steps_until`)."""
+    return loop.vector_steps(cfg, CHUNK_STEPS)
 
 
 def steps_until(cfg: Config, t: int, length: int, intervals: Sequence[int]) -> int:
     """Vector steps of the next chunk from env step t: the compiled length, or fewer so that the chunk ends at
-    the first vector step at or past the next multiple of each interval. Boundaries fall on the interval's grid
-    whatever the chunk history, so a resumed run meets them too."""
-    n = length
+    the step budget or at the first vector step at or past the next multiple of each interval. Boundaries fall
+    on the interval's grid whatever the chunk history, so a resumed run meets them too."""
+    n = min(length, loop.vector_steps(cfg, cfg.max_steps - t))
     for every in intervals:
         if every:
             n = min(n, loop.vector_steps(cfg, (t // every + 1) * every - t))

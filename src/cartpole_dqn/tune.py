@@ -38,7 +38,6 @@ from .studies import (check_study_name, default_storage, default_study_name, fai
                       open_storage, open_study, setup_of, shown)
 
 # Settings that describe the run rather than the agent: never searched, never exported.
-RUN_KEYS = RUN | {"max_episodes", "max_steps"}
 
 
 # ------------------------------------------------------------------------------------------- search space ---
@@ -403,7 +402,7 @@ def export(url: str, name: str | None, path: str | Path) -> Path:
              f"over seeds {cfg['seed']}..{cfg['seed'] + cfg['seeds'] - 1} (budget {cfg['max_steps']:,})",
              f"preset = {_toml_value(cfg['preset'])}"]
     for key, value in cfg.items():
-        if key in RUN_KEYS or key == "preset" or value is None or value == preset_cfg.get(key):
+        if key in RUN or key == "preset" or value is None or value == preset_cfg.get(key):
             continue
         lines.append(f"{key} = {_toml_value(value)}")
     path = Path(path)

@@ -48,6 +48,14 @@ class SeedState(NamedTuple):
     stopped_at: jax.Array     # env steps when the seed froze
     action: jax.Array         # [E] the actions chosen for the next step (a host task's environments wait on them)
     env_key: jax.Array        # [E] the keys the next step's environments use
+    # The budgets are data, not constants of the program, so a run with another budget, or a resume that raises
+    # it, finds its program in the compile cache. They come from the configuration, never from a checkpoint.
+    max_steps: jax.Array
+    max_episodes: jax.Array
+
+
+BUDGETS = ("max_steps", "max_episodes")
+_INT32_MAX = 2**31 - 1
 
 
 class Record(NamedTuple):
@@ -95,7 +103,8 @@ def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array, obs:
     f = jnp.float32
     s = SeedState(agent_lib.init(cfg, net, k_net, h), memory, env_state, jnp.asarray(obs, f), key, jnp.zeros(e),
                   jnp.zeros(e, jnp.int32), jnp.zeros((e, 3)), jnp.zeros(e), jnp.int32(0), jnp.zeros(task.window),
-                  jnp.bool_(False), jnp.bool_(True), jnp.int32(0), jnp.zeros(e, jnp.int32), env_keys(k_env, e))
+                  jnp.bool_(False), jnp.bool_(True), jnp.int32(0), jnp.zeros(e, jnp.int32), env_keys(k_env, e),
+                  *(jnp.int32(min(getattr(cfg, name), _INT32_MAX)) for name in BUDGETS))
     return choose(cfg, net, s)
 
 
@@ -150,7 +159,7 @@ def learn(cfg: Config, net: Network, s: SeedState, due: jax.Array, t: jax.Array,
     h = s.agent.hyper
     lr = agent_lib.learning_rate(h, t)
     # PER's beta anneals to 1 over the step budget, so the bias correction is complete at the end.
-    beta = hyper_lib.linear(h.priority_beta, 1.0, cfg.max_steps, t)
+    beta = hyper_lib.linear(h.priority_beta, 1.0, s.max_steps, t)
 
     def one(_, carry):
         agent, memory, key, stat_sum, stat_count = carry
@@ -198,12 +207,12 @@ def close_step(cfg: Config, task: Task, s: SeedState, done: jax.Array, updated: 
         solved_now = jnp.bool_(False)
         if task.threshold is not None:
             solved_now = ended & ~solved & (episodes >= task.window) & reached(recent.mean(), task.threshold)
-        stop = solved_now | (ended & (episodes >= cfg.max_episodes))
+        stop = solved_now | (ended & (episodes >= s.max_episodes))
         return (episodes, recent, open_ & ~stop, solved | solved_now), (ended, solved_now)
 
     (episodes, recent, open_, solved), (ended, solved_now) = jax.lax.scan(
         close, (s.episodes, s.recent, s.active, s.solved), jnp.arange(done.shape[0]))
-    stop = s.active & (~open_ | (t >= cfg.max_steps))
+    stop = s.active & (~open_ | (t >= s.max_steps))
     n = jnp.maximum(s.stat_count, 1.0)[:, None]
     mean = jnp.where(s.stat_count[:, None] > 0, s.stat_sum / n, jnp.nan)
     record = Record(ended, s.ep_return, s.ep_length, eps, mean[:, 0], mean[:, 1], mean[:, 2], solved_now, stop)
@@ -225,11 +234,11 @@ def choose(cfg: Config, net: Network, s: SeedState) -> SeedState:
     return s._replace(key=key, action=action.astype(jnp.int32), env_key=env_keys(k_env, cfg.num_envs))
 
 
-def _tick(cfg: Config, t: jax.Array) -> jax.Array:
+def _tick(cfg: Config, t: jax.Array, states: SeedState) -> jax.Array:
     """The clock after the next vector step of E env steps. It stops at the step budget, where every seed has
     frozen: a chunk that runs past it changes nothing, so a resumed run with a larger budget continues from the
     budget's end."""
-    return jnp.minimum(t + cfg.num_envs, cfg.max_steps)
+    return jnp.minimum(t + cfg.num_envs, states.max_steps.max())
 
 
 def _learn_and_close(cfg: Config, net: Network, task: Task, t_prev: jax.Array, t: jax.Array, states: SeedState,
@@ -312,7 +321,7 @@ def make_chunk(cfg: Config, net: Network, task: Task, length: int, host_step: Ho
 
     def step(carry, _):
         t_prev, states = carry
-        t = _tick(cfg, t_prev)
+        t = _tick(cfg, t_prev, states)
         obs, final_obs, reward, terminated, truncated, env_state = env_step(states)
         states = jax.vmap(observe, (None, 0, 0, 0, 0, 0, 0, 0, 0))(
             cfg, states, states.action, reward, terminated, truncated, final_obs, obs, env_state)
