@@ -96,6 +96,31 @@ def test_train_command_end_to_end(tmp_path):
     assert "finished" in r.stdout
 
 
+def test_a_full_disk_mid_run_is_one_line_exit_2_and_the_checkpoint_resumes(tmp_path, capsys, monkeypatch):
+    """A write error once ended in a 30-line traceback, exit 1, and no summary or model."""
+    import errno
+
+    from cartpole_dqn import parts
+
+    real, calls = parts.Scores.on_chunk, []
+
+    def on_chunk(self, run, chunk):
+        calls.append(run.t)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(run.out / "scores.csv"))
+        return real(self, run, chunk)
+
+    monkeypatch.setattr(parts.Scores, "on_chunk", on_chunk)
+    out = tmp_path / "r"
+    args = ["--max-steps", "3000", "--set", "hidden=16,16", "--eval-every", "0", "--quiet"]
+    assert main(["train", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scores.csv' (No space left on device)" in err and "resume" in err, err
+    monkeypatch.undo()
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 3000
+
+
 def test_device_cuda_without_cuda_is_one_line_and_exit_2(tmp_path, capsys):
     import jax
 

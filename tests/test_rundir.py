@@ -112,9 +112,13 @@ def test_a_run_killed_before_its_first_checkpoint_is_reclaimed_and_a_checkpoint_
     out = tmp_path / "o"
     (out / "seed-3").mkdir(parents=True)
     (out / "seed-3" / SCORES).write_text("episode\n1\n")
+    (out / CHECKPOINT).mkdir()
+    (out / CHECKPOINT / "state-000001.safetensors").write_bytes(b"")     # killed before its meta.json
+    (out / "notes.txt").write_text("keep")
     with RunDir(out).claim():
         pass
     assert "stopped before its first checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "notes.txt"]     # only the new run's files follow
     (out / CHECKPOINT).mkdir()
     (out / CHECKPOINT / "meta.json").write_text("{}")
     with pytest.raises(ConfigError, match="already holds a run"):

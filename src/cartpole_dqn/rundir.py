@@ -97,6 +97,8 @@ class RunDir:
                 if (out / SCORES).exists() or any(out.glob(f"{SEED_PREFIX}*/{SCORES}")):
                     print(f"cartpole-dqn: {str(out)!r} holds the scores of a run stopped before its first "
                           "checkpoint: starting afresh there", file=sys.stderr)
+                    self._clear_unfinished()
+                    before = set(os.listdir(out))
             try:
                 yield
             except KeyboardInterrupt:
@@ -113,6 +115,18 @@ class RunDir:
             probe.unlink()
         except OSError as e:
             raise ConfigError(f"--out {str(out)!r} is not writable: {e.strerror or e}") from None
+
+    def _clear_unfinished(self) -> None:
+        """Remove the files of a run that stopped before its first checkpoint (and only the names a run writes),
+        so that the folder describes the new run alone."""
+        out = self.path
+        for folder in (out, *[d for d in out.glob(f"{SEED_PREFIX}*") if d.is_dir()]):
+            for name in (SCORES, EVALS, PLOT, CONFIG):
+                (folder / name).unlink(missing_ok=True)
+            if folder != out and not any(folder.iterdir()):
+                folder.rmdir()
+        for folder in (out / CHECKPOINT, out / TENSORBOARD):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _discard(self, existed: bool, before: set[str]) -> None:
         """Remove what this run made: the folder if it created it, else the entries that were not there."""
