@@ -100,7 +100,8 @@ def test_an_evaluation_is_a_function_of_its_base_and_number_and_compiles_once(k_
     assert a.shape == (2, 6)
     assert np.array_equal(a, play(base=7, number=1))
     assert not np.array_equal(a, play(base=7, number=2)) and not np.array_equal(a, play(base=8, number=1))
-    assert module._twin_returns(policy.net, policy.env, 6, 0.5)._cache_size() == 1     # one program for all four
+    twin = module._twin_returns(module.net_act(policy.net), 2, policy.env, 6, 0.5)
+    assert twin._cache_size() == 1     # one program for all four
     assert np.array_equal(a[1:], play([1], _seed_1(policy), base=7, number=1))   # whatever plays beside it
 
 

@@ -80,12 +80,7 @@ def load_model(path: str | Path) -> tuple[Network, Params, dict[str, Any]]:
     """One seed's network, weights and metadata from a model file of format 3, 2 or 1 (the PyTorch trainer's);
     CheckpointError if it is missing, cut short, damaged, foreign or of another format version."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{str(path)!r} is a folder, not a model file") from None
+    raw = read_model_file(path)
     try:
         meta = {key: json.loads(value) for key, value in _header_metadata(raw).items()}
         tensors = st_np_load(raw)
@@ -123,6 +118,16 @@ def load_model(path: str | Path) -> tuple[Network, Params, dict[str, Any]]:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r} does not describe a cartpole-dqn network: {e}") from None
     return net, params, meta
+
+
+def read_model_file(path: Path, what: str = "a model file") -> bytes:
+    """The bytes of the model file `path`; CheckpointError, naming it, if it is missing or a folder."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{str(path)!r} is a folder, not {what}") from None
 
 
 def _header_metadata(raw: bytes) -> dict[str, str]:

@@ -5,7 +5,9 @@ episodes each with epsilon 0 (or a given epsilon). It is a pure function of the 
 number), so evaluation n of a run can be replayed from its weights alone and there is nothing to checkpoint, and
 it draws none of training's random numbers. Tasks with a JAX twin play inside one compiled program; the others
 play gymnasium environments on the host. After training, `load` reads the saved models of a run (one seed or K),
-and `evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them in a window.
+and `evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them
+in a window. Every episode loop takes a greedy policy function (`Act`), so a network and an ONNX file play the same
+episodes through the same code.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import jax
@@ -33,21 +35,34 @@ from .errors import CheckpointError, ConfigError, require
 from .rundir import MODEL, SEED_PREFIX, RunDir
 
 
-@functools.lru_cache(maxsize=None)
-def _greedy(net: Network) -> Callable[[Params, jax.Array], jax.Array]:
-    """Greedy actions [K, ...] of K seeds' networks (params with a seed axis) for observations [K, ..., obs];
-    noisy layers act on their mean weights. One compiled function per architecture, kept for every call."""
-    return jax.jit(jax.vmap(lambda p, obs: jnp.argmax(net.apply(p, obs), axis=-1)))
+# A greedy policy as the episodes see it: (one seed's params, observations [..., obs]) -> actions [...], a JAX
+# function. A network's is its argmax (`net_act`); an ONNX file's asks onnxruntime from inside (export.py).
+Act = Callable[[Any, jax.Array], jax.Array]
 
 
 @functools.lru_cache(maxsize=None)
-def _twin_returns(net: Network, env_id: str, episodes: int,
-                  epsilon: float) -> Callable[[Params, jax.Array], jax.Array]:
+def net_act(net: Network) -> Act:
+    """The greedy policy of `net` (noisy layers act on their mean weights); one function per architecture, so the
+    programs compiled for it below are kept for every call."""
+    return lambda p, obs: jnp.argmax(net.apply(p, obs), axis=-1)
+
+
+@functools.lru_cache(maxsize=None)
+def _batched(act: Act) -> Callable[[Any, jax.Array], jax.Array]:
+    """Greedy actions [K, ...] of K seeds (params with a seed axis) for observations [K, ..., obs], compiled once
+    per policy function."""
+    return jax.jit(jax.vmap(act))
+
+
+@functools.lru_cache(maxsize=None)
+def _twin_returns(act: Act, n_actions: int, env_id: str, episodes: int,
+                  epsilon: float) -> Callable[[Any, jax.Array], jax.Array]:
     """Returns [K, episodes] for params and keys [K] with a seed axis, on `env_id`'s twin; compiled once per
-    (architecture, task, episodes, epsilon), so later evaluations reuse the program."""
+    (policy function, task, episodes, epsilon), so later evaluations reuse the program."""
     env, env_params = make_twin(env_id)
     task = Task(env, env_params, None, 0)        # the solve rule plays no part in judging
-    return jax.jit(jax.vmap(lambda p, k: greedy.episode_returns(net, p, task, k, episodes, epsilon)))
+    return jax.jit(jax.vmap(lambda p, k: greedy.policy_returns(lambda obs: act(p, obs), n_actions, task, k,
+                                                               episodes, epsilon)))
 
 
 def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, *, base: int,
@@ -59,13 +74,21 @@ def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], 
     `eval_key(base, s, number)`; on the host episode j starts from gymnasium's reset seeded by (base, s, number, j)
     and seed s's epsilon draws come from a generator seeded by (base, s, number).
     """
+    return policy_returns(net_act(net), net.n_actions, params, env_id, seeds, episodes, base=base, number=number,
+                          epsilon=epsilon)
+
+
+def policy_returns(act: Act, n_actions: int, params: Any, env_id: str, seeds: list[int], episodes: int, *,
+                   base: int, number: int, epsilon: float = 0.0) -> np.ndarray:
+    """`greedy_returns` of any greedy policy function `act` (a network's, an ONNX file's): the same episodes."""
     if has_twin(env_id):
         keys = jnp.stack([greedy.eval_key(base, s, number) for s in seeds])
-        return np.asarray(_twin_returns(net, env_id, episodes, float(epsilon))(params, keys), dtype=np.float64)
-    return _host_returns(net, params, env_id, seeds, episodes, base, number, epsilon)
+        return np.asarray(_twin_returns(act, n_actions, env_id, episodes, float(epsilon))(params, keys),
+                          dtype=np.float64)
+    return _host_returns(act, params, env_id, seeds, episodes, base, number, epsilon)
 
 
-def _host_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, base: int,
+def _host_returns(act: Act, params: Any, env_id: str, seeds: list[int], episodes: int, base: int,
                   number: int, epsilon: float) -> np.ndarray:
     """`greedy_returns` on gymnasium environments: K x M side by side, actions from the compiled policy."""
     k, m = len(seeds), episodes
@@ -78,9 +101,9 @@ def _host_returns(net: Network, params: Params, env_id: str, seeds: list[int], e
         obs, _ = envs.reset(seed=starts)
         returns = np.zeros(k * m)
         done = np.zeros(k * m, dtype=bool)
-        act = _greedy(net)
+        batched = _batched(act)
         while not done.all():
-            actions = np.asarray(act(params, jnp.asarray(obs, jnp.float32).reshape(k, m, -1))).reshape(-1)
+            actions = np.asarray(batched(params, jnp.asarray(obs, jnp.float32).reshape(k, m, -1))).reshape(-1)
             if epsilon > 0:
                 # Every seed draws M pairs per step, finished episodes included, so its stream is fixed.
                 explore = np.concatenate([r.random(m) for r in rngs]) < epsilon
@@ -97,17 +120,25 @@ def _host_returns(net: Network, params: Params, env_id: str, seeds: list[int], e
 # ------------------------------------------------------------------------------------------ trained agents ---
 @dataclass
 class Policy:
-    """The greedy policies of a trained run: K seeds' weights on a leading seed axis, and the task they learned."""
+    """The greedy policies of a trained run: K seeds' weights on a leading seed axis, and the task they learned;
+    or an ONNX file's policy (`net` None, `greedy_act` asking onnxruntime, one seed)."""
 
-    net: Network
-    params: Params
+    net: Network | None
+    params: Any
     env: str
     seeds: list[int]
     paths: list[Path]
+    greedy_act: Act | None = None  # default: the network's argmax
+    n_actions: int = 0             # default: the network's
+
+    def __post_init__(self) -> None:
+        if self.greedy_act is None:
+            self.greedy_act = net_act(self.net)
+        self.n_actions = self.n_actions or self.net.n_actions
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions [K] for observations [K, obs] (one per seed)."""
-        return np.asarray(_greedy(self.net)(self.params, jnp.asarray(obs, jnp.float32)))
+        return np.asarray(_batched(self.greedy_act)(self.params, jnp.asarray(obs, jnp.float32)))
 
 
 def _model_files(path: Path) -> list[Path]:
@@ -207,8 +238,8 @@ def evaluate(model: str | Path | Policy, episodes: int = 100, seed: int | None =
         raise ConfigError(f"--epsilon {epsilon} is not allowed: a number in [0, 1]")
     base = episode_base(seed)
     policy = _policy(model)
-    returns = greedy_returns(policy.net, policy.params, policy.env, policy.seeds, episodes, base=base, number=0,
-                             epsilon=epsilon)
+    returns = policy_returns(policy.greedy_act, policy.n_actions, policy.params, policy.env, policy.seeds, episodes,
+                             base=base, number=0, epsilon=epsilon)
     return EvalResult(policy.env, policy.seeds, returns, epsilon, base)
 
 

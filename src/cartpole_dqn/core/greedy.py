@@ -2,10 +2,13 @@
 
 Each call gets keys of its own, never training's, so evaluating cannot change what training does; the driver
 derives them from the seed and the evaluation's number, so every evaluation is reproducible. Noisy networks act on
-their mean weights when judged.
+their mean weights when judged. The episodes take any greedy policy (observations -> actions): a network's argmax
+here, an ONNX file's through a host callback (export.py), so both are judged on the same episodes.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +19,16 @@ from .networks import Network, Params
 
 def episode_returns(net: Network, params: Params, task: Task, key: jax.Array, episodes: int,
                     epsilon: float = 0.0) -> jax.Array:
-    """Undiscounted returns [episodes] of one seed's network, epsilon-greedy (0: greedy). Steps until every
-    episode has ended (the twin's time limit ends them at its cap), so judging a poor early network is quick."""
+    """Undiscounted returns [episodes] of one seed's network, epsilon-greedy (0: greedy)."""
+    return policy_returns(lambda obs: jnp.argmax(net.apply(params, obs), axis=-1), net.n_actions, task, key,
+                          episodes, epsilon)
+
+
+def policy_returns(act: Callable[[jax.Array], jax.Array], n_actions: int, task: Task, key: jax.Array,
+                   episodes: int, epsilon: float = 0.0) -> jax.Array:
+    """Undiscounted returns [episodes] of the greedy policy `act` (observations [..., obs] -> actions [...]),
+    epsilon-greedy (0: greedy). Steps until every episode has ended (the twin's time limit ends them at its cap),
+    so judging a poor early network is quick."""
 
     def play(key: jax.Array) -> jax.Array:
         k_reset, key = jax.random.split(key)
@@ -26,9 +37,9 @@ def episode_returns(net: Network, params: Params, task: Task, key: jax.Array, ep
         def step(carry):
             obs, state, total, done, key = carry
             key, k_env, k_explore, k_action = jax.random.split(key, 4)
-            action = jnp.argmax(net.apply(params, obs), axis=-1)
+            action = act(obs)
             if epsilon > 0:
-                random_action = jax.random.randint(k_action, (), 0, net.n_actions)
+                random_action = jax.random.randint(k_action, (), 0, n_actions)
                 action = jnp.where(jax.random.uniform(k_explore) < epsilon, random_action, action)
             obs, state, reward, terminated, truncated, _ = task.env.step(k_env, state, action, task.params)
             total = total + jnp.where(done, 0.0, reward)
