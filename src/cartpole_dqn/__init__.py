@@ -18,17 +18,19 @@ _API: dict[str, str] = {
     "Config": "config", "PRESETS": "presets", "build": "config", "preset": "config",
     "EvalResult": "evaluation", "Policy": "evaluation", "evaluate": "evaluation", "load": "evaluation",
     "play": "evaluation", "record": "evaluation",
+    "export_onnx": "export",
     "plot": "scores",
     "RunResult": "training", "resume": "training", "train": "training",
 }
 
 __all__ = ["CheckpointError", "Config", "ConfigError", "EvalResult", "PRESETS", "Policy", "RunResult", "build",
-           "evaluate", "load", "play", "plot", "preset", "record", "resume", "train"]
+           "evaluate", "export_onnx", "load", "play", "plot", "preset", "record", "resume", "train"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` below does the importing
     from .config import Config, build, preset
     from .errors import CheckpointError, ConfigError
     from .evaluation import EvalResult, Policy, evaluate, load, play, record
+    from .export import export_onnx
     from .presets import PRESETS
     from .scores import plot
     from .training import RunResult, resume, train

@@ -183,6 +183,19 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    require("jax2onnx", "onnx", "export")  # before the imports below, which take seconds
+    with _importing():
+        from .core import enable_compile_cache
+        from .export import export_onnx
+
+    # jax2onnx compiles some 80 tiny programs as it starts (about 10 s); kept on disk, the next export skips them.
+    enable_compile_cache(min_compile_seconds=0.0)
+    out = export_onnx(args.model, args.out, seed=args.seed)
+    print(f"Exported the greedy Q-network to {out} (input obs [batch, size], output q_values; act with the argmax)")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     with _importing():
         from .scores import plot
@@ -227,6 +240,19 @@ def _add_agent_commands(sub: Any) -> None:
     _add_shown_episodes(p, "play")
     p.set_defaults(func=cmd_play)
 
+    p = sub.add_parser("export", help="write a trained agent's greedy Q-network as an ONNX file",
+                       description="Write one seed's Q-network to FILE.onnx (input obs [batch, size] float32, "
+                                   "output q_values [batch, actions]; the greedy action is the argmax), with the "
+                                   "observation scaling inside the graph and noisy layers at their mean weights. "
+                                   "Its metadata_props hold env_id, action_meanings, input_size, n_actions and "
+                                   "seed. evaluate, record and play accept the file in place of the run. Needs "
+                                   "the extra cartpole-dqn[onnx].")
+    p.add_argument("model", type=Path, metavar="OUT|MODEL",
+                   help="a run folder, a seed-<n> folder of a K-seed run, or a model.safetensors file")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument("--seed", type=int, metavar="N", help="which seed of a K-seed run folder (required there)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("plot", help="redraw scores.png, or overlay several runs",
                        description="Redraw OUT/scores.png from scores.csv; with several runs, or a K-seed run, "
                                    "overlay their rolling means and the median.")
@@ -236,7 +262,7 @@ def _add_agent_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_plot)
 
 
-MODEL_HELP = "a run folder (one seed or K seeds) or a model.safetensors file"
+MODEL_HELP = "a run folder (one seed or K seeds), a model.safetensors file or an exported .onnx file"
 
 
 def _add_shown_episodes(p: argparse.ArgumentParser, verb: str) -> None:

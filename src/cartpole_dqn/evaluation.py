@@ -5,7 +5,7 @@ episodes each with epsilon 0 (or a given epsilon). It is a pure function of the 
 number), so evaluation n of a run can be replayed from its weights alone and there is nothing to checkpoint, and
 it draws none of training's random numbers. Tasks with a JAX twin play inside one compiled program; the others
 play gymnasium environments on the host. After training, `load` reads the saved models of a run (one seed or K),
-and `evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them
+or an exported `.onnx` file, and `evaluate`, `record` and `play` judge them, film them (GIF or MP4) and show them
 in a window. Every episode loop takes a greedy policy function (`Act`), so a network and an ONNX file play the same
 episodes through the same code.
 """
@@ -33,6 +33,8 @@ from .core.twins import has_twin, make_twin
 from .envs import FINAL_EVAL_SEED_BASE, env_sizes, make_envs
 from .errors import CheckpointError, ConfigError, require
 from .rundir import MODEL, SEED_PREFIX, RunDir
+
+ONNX_SUFFIX = ".onnx"
 
 
 # A greedy policy as the episodes see it: (one seed's params, observations [..., obs]) -> actions [...], a JAX
@@ -154,13 +156,19 @@ def _model_files(path: Path) -> list[Path]:
 
 
 def load(path: str | Path) -> Policy:
-    """The trained agents in a run folder (one seed, or every `seed-<n>/` of a K-seed run) or one model file.
+    """The trained agents in a run folder (one seed, or every `seed-<n>/` of a K-seed run), one model file, or
+    one `.onnx` file written by `export` (its policy runs in onnxruntime: the `onnx` extra).
 
     Raises CheckpointError for a missing path, a folder with no model, a damaged file, a model of another format
     version, one whose observation or action sizes do not match its environment, or one whose environment or
     network is not the one its run folder's config.json records (another run's model copied in).
     """
     path = Path(path)
+    if path.suffix.lower() == ONNX_SUFFIX:
+        require("onnxruntime", "onnx", "an .onnx policy")
+        from .export import load_onnx
+
+        return load_onnx(path)
     files = _model_files(path)
     loaded = [load_model(f) for f in files]
     net, _, first = loaded[0]

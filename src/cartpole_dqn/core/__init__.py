@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 
-def enable_compile_cache(folder: str | Path | None = None) -> Path:
+def enable_compile_cache(folder: str | Path | None = None, min_compile_seconds: float = 0.5) -> Path:
     """Keep compiled programs on disk (default `$XDG_CACHE_HOME/cartpole-dqn/jax`, else `~/.cache/...`), so a
-    second run with the same shapes starts without compiling: compile time is the user's time."""
+    second run with the same shapes starts without compiling: compile time is the user's time. Programs that
+    compiled in under `min_compile_seconds` are not kept."""
     import jax
 
     if folder is None:
@@ -21,7 +22,7 @@ def enable_compile_cache(folder: str | Path | None = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
     return folder
 
 
