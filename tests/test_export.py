@@ -1,6 +1,7 @@
 """export.py: the greedy Q-network as ONNX, and an .onnx file as a policy for evaluate, record and play."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from tests.conftest import balancer, write_run
 
 pytest.importorskip("jax2onnx")
 ort = pytest.importorskip("onnxruntime")
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _keep_small_programs():
@@ -115,6 +119,17 @@ def test_the_cli_exports_and_evaluates(k_run, tmp_path, capsys):
     assert main(["evaluate", str(k_run / "seed-1"), "--episodes", "20", "--seed", "5"]) == 0
     onnx_line, run_line = capsys.readouterr().out.splitlines()
     assert onnx_line == run_line and onnx_line.startswith("seed 1: ")
+
+
+def test_the_readme_snippet_loads_the_file_and_acts(seed_1_onnx, monkeypatch):
+    section = README.read_text().split("## Take the policy anywhere", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    assert len(snippet.strip().splitlines()) == 5
+    monkeypatch.chdir(seed_1_onnx.parent)
+    (seed_1_onnx.parent / "policy.onnx").write_bytes(seed_1_onnx.read_bytes())
+    scope: dict = {}
+    exec(snippet, scope)
+    assert scope["action"] in (0, 1) and scope["env"].spec.id == "CartPole-v1"
 
 
 @pytest.mark.parametrize("missing,command", [("jax2onnx", "export"), ("onnxruntime", "evaluate")])
