@@ -215,6 +215,10 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_is_untouched
 @pytest.mark.parametrize("missing,argv,extra", [
     ("tensorboard", ["train", "--tensorboard", "--max-steps", "50"], "tensorboard"),
     ("tensorboard", ["resume", "--tensorboard"], "tensorboard"),
+    ("wandb", ["train", "--wandb", "--max-steps", "50"], "wandb"),
+    ("wandb", ["resume", "--wandb"], "wandb"),
+    ("wandb", ["bench", "--wandb-project", "p", "--seeds", "2"], "wandb"),
+    ("wandb", ["tune", "--trials", "1", "--wandb"], "wandb"),
     ("optuna", ["tune", "--trials", "1"], "tune"),
     ("Box2D", ["train", "--env", "LunarLander-v3"], "box2d"),
 ])

@@ -23,19 +23,22 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .config import Config, ConfigError, to_dict
+from .errors import require
 from .config import check_bench_arguments as check_arguments  # in config: the CLI checks without numpy
 from .files import atomic_write, write_json
 from .plotting import pyplot, save_png
-from .rundir import SCORES, RunDir
+from .rundir import SCORES, WANDB, RunDir
 from .stats import FIGURES, as_array, bootstrap_band, iqm, median, statistics
 
 # bench.csv columns, in order; every one is a key of a seed's summary.json.
@@ -108,11 +111,11 @@ def _layout(out: Path, seeds: list[int], procs: int) -> tuple[list[list[int]], l
     return parts, runs, [d for r, p in zip(runs, parts) for d in RunDir(r).seed_dirs(p)]
 
 
-def _train_part(cfg: Config, out: Path) -> list[dict]:
+def _train_part(cfg: Config, out: Path, wandb: Any = None) -> list[dict]:
     """One process's share of the seeds (module level, so a spawned worker can import it)."""
     from .training import train
 
-    return train(cfg, out, verbose=False).summaries
+    return train(cfg, out, verbose=False, wandb=wandb).summaries
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -143,7 +146,8 @@ def default_procs(cfg: Config) -> int:
     return max(1, min(usable_cores(), cfg.seeds))
 
 
-def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose: bool = True) -> BenchResult:
+def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose: bool = True,
+              wandb: Any = False) -> BenchResult:
     """Train `cfg.seeds` seeds from `cfg.seed`, then write bench.csv, bench.json, curves.png and ebs.png in `out`.
 
     Args:
@@ -154,9 +158,12 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose
         procs: processes to split the seeds over (each trains its slice on the seed axis); 1 trains every seed
             in this process. None (the default): `default_procs(cfg)`, the usable cores on the CPU (at most one per
             seed), 1 on an accelerator.
-        verbose: print the table.
+        verbose: print the table (and, for W&B runs kept offline, one line saying where).
+        wandb: track every seed as a W&B run, as `train` does (True or a dict of options), grouped by the
+            benchmark folder's name.
     """
     from .rules import resolve_rule
+    from .tracking import offline_notice, wandb_options
 
     check_arguments(cfg.seeds, cfg.seed, 1 if procs is None else procs)
     if procs is None:
@@ -164,6 +171,9 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose
     cfg = dataclasses.replace(cfg, plot_every=0.0)
     cfg, rule = resolve_rule(cfg)
     out = Path(out)
+    if wandb:
+        require("wandb", "wandb", "--wandb")
+    wb = wandb_options(wandb, group=out.name, name=out.name, job_type="bench")
     RunDir(out).prepare()
     if (out / "bench.json").exists():
         raise ConfigError(f"--out {str(out)!r} already holds a benchmark: choose another folder")
@@ -171,12 +181,15 @@ def run_bench(cfg: Config, out: str | Path, *, procs: int | None = None, verbose
     seeds = cfg.seed_list
     parts, runs, dirs = _layout(out, seeds, procs)
     configs = [dataclasses.replace(cfg, seed=p[0], seeds=len(p)) for p in parts]
+    notice = wb and offline_notice(wb, out / "runs" / "*" / WANDB)
+    if notice and verbose:
+        print(notice, file=sys.stderr, flush=True)
     if len(parts) == 1:
-        summaries = _train_part(configs[0], runs[0])
+        summaries = _train_part(configs[0], runs[0], wb)
     else:
         with ProcessPoolExecutor(len(parts), mp_context=get_context("spawn")) as pool:
             try:
-                futures = [pool.submit(_train_part, c, r) for c, r in zip(configs, runs)]
+                futures = [pool.submit(_train_part, c, r, wb) for c, r in zip(configs, runs)]
                 summaries = [s for f in futures for s in f.result()]
             except BaseException:
                 _stop_workers(pool)

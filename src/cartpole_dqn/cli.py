@@ -125,14 +125,31 @@ def _need_tensorboard(args: argparse.Namespace) -> None:
         require("tensorboard", "tensorboard", "--tensorboard")
 
 
+def _add_wandb_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wandb", action="store_true",
+                   help="track each seed as a Weights & Biases run, grouped by run (files in the run folder; offline "
+                        "without an API key; needs the extra cartpole-dqn[wandb])")
+    p.add_argument("--wandb-project", metavar="NAME",
+                   help="W&B project (default cartpole-dqn; implies --wandb; entity: WANDB_ENTITY)")
+
+
+def _wandb(args: argparse.Namespace) -> dict[str, Any] | bool:
+    """The W&B options the flags ask for (False: none), the package checked before anything is created."""
+    if not (args.wandb or args.wandb_project):
+        return False
+    require("wandb", "wandb", "--wandb")
+    return {"project": args.wandb_project}
+
+
 # Each command checks its arguments before importing the modules that do the work: those imports take seconds.
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     _need_tensorboard(args)
+    wandb = _wandb(args)
     with _importing():
         from .training import train
 
-    result = train(cfg, args.out, verbose=not args.quiet, tensorboard=args.tensorboard)
+    result = train(cfg, args.out, verbose=not args.quiet, tensorboard=args.tensorboard, wandb=wandb)
     if not args.quiet:
         _report(result)
     return EXIT_INTERRUPTED if result.interrupted else 0
@@ -140,11 +157,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     _need_tensorboard(args)
+    wandb = _wandb(args)
     with _importing():
         from .training import resume
 
     result = resume(args.out, max_episodes=args.max_episodes, max_steps=args.max_steps, verbose=not args.quiet,
-                    tensorboard=args.tensorboard)
+                    tensorboard=args.tensorboard, wandb=wandb)
     if not args.quiet:
         _report(result)
     return EXIT_INTERRUPTED if result.interrupted else 0
@@ -214,6 +232,7 @@ def _add_agent_commands(sub: Any) -> None:
     p.add_argument("--max-steps", type=int, metavar="N", help="new env-step budget per seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.add_argument("--tensorboard", action="store_true", help="write live scalars under OUT/tb")
+    _add_wandb_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("evaluate", help="greedy evaluation of a trained agent on fresh episodes",
@@ -275,11 +294,12 @@ def _add_shown_episodes(p: argparse.ArgumentParser, verb: str) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)    # checks --seed and --seeds as train does
     check_bench_arguments(cfg.seeds, cfg.seed, 1 if args.procs is None else args.procs)
+    wandb = _wandb(args)
     with _importing():
         from .bench import run_bench
 
     out = args.out or Path("runs") / f"bench-{cfg.env}-{cfg.preset}-{args.rule or 'own'}-s{cfg.seed}-{cfg.seeds}"
-    run_bench(cfg, out, procs=args.procs, verbose=True)
+    run_bench(cfg, out, procs=args.procs, verbose=True, wandb=wandb)
     print(f"bench.csv, bench.json, curves.png and ebs.png in {out}")
     return 0
 
@@ -311,11 +331,13 @@ def _add_bench_command(sub: Any) -> None:
                    help="processes to split the seeds over, each training its share on the seed axis (default: "
                         "this machine's cores, at most --seeds; 1 on a GPU; 1 = every seed in one process)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/bench-<env>-<preset>-...)")
+    _add_wandb_options(p)
     p.set_defaults(func=cmd_bench, seeds=BENCH_SEEDS)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     require("optuna", "tune", "tune")  # before the import below, which takes seconds
+    wandb = _wandb(args)
     try:
         with _importing():
             from . import studies, tune
@@ -338,7 +360,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError("--trials N is required (or --report to look at a study)")
     result = tune.tune(config_from_args(args), trials=args.trials, out=out, budget=args.budget_steps,
                        storage=args.storage, study=args.study, jobs=args.jobs, batch=args.batch,
-                       fixed=tune.fixed_keys(args.set, args.config))
+                       fixed=tune.fixed_keys(args.set, args.config), wandb=wandb)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
     best = (f"; best #{result.best.number}: median {result.best.value:,.0f} env steps to solve"
             if result.best else "")
@@ -372,6 +394,7 @@ def _add_tune_command(sub: Any) -> None:
                    help="print the best trials; save history.png and importance.png in --out")
     p.add_argument("--export", type=Path, metavar="FILE.toml",
                    help="write the best trial as a config file for train/bench --config")
+    _add_wandb_options(p)
     p.set_defaults(func=cmd_tune, seeds=3)
 
 
@@ -406,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true",
                    help="write live scalars under OUT/tb (view: tensorboard --logdir runs; needs the extra "
                         "cartpole-dqn[tensorboard])")
+    _add_wandb_options(p)
     p.set_defaults(func=cmd_train)
     _add_agent_commands(sub)
     _add_bench_command(sub)

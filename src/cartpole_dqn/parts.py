@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -168,9 +168,32 @@ class Plots(Part):
             log.plot(title(run.cfg, seed))
 
 
+def live_scalars(run: Training, chunk: Chunk) -> Iterator[tuple[int, int, dict[str, float]]]:
+    """What a run reports live, for every live logger alike (TensorBoard, W&B): (seed index, env step, scalars)
+    for each episode that ended in the chunk, in the order the seed finished them, then for each greedy
+    evaluation made at its end. A NaN (no loss before learning starts) is left out."""
+    r, w, k = chunk.records, run.rule.window, run.cfg.seeds
+    ended = np.argwhere(r.ended)
+    for n, (j, i, e) in enumerate(ended):
+        returns = run.logs[i].returns
+        index = len(returns) - int(np.sum(ended[n:, 1] == i))   # this episode's place in the seed's log
+        steps = int(chunk.steps[j])
+        scalars = {"episode/return": r.ret[j, i, e], "episode/length": r.length[j, i, e],
+                   f"episode/rolling_mean_{w}": np.mean(returns[max(0, index + 1 - w):index + 1]),
+                   "train/epsilon": r.epsilon[j, i], "train/loss": r.loss[j, i, e], "train/mean_q": r.q[j, i, e],
+                   "train/td_error": r.td[j, i, e],
+                   "speed/env_steps_per_s": steps * k / max(chunk.wall[j], 1e-9)}
+        yield int(i), steps, {name: float(v) for name, v in scalars.items() if not math.isnan(float(v))}
+    for i, log in enumerate(run.logs):
+        if log.evals and log.evals[-1][0] > chunk.t0:          # `Evaluation` ran at this chunk's end
+            steps, _, mean, std, low, high = log.evals[-1]
+            yield i, int(steps), {"eval/mean_return": mean, "eval/std_return": std, "eval/min_return": low,
+                                  "eval/max_return": high}
+
+
 class TensorBoard(Part):
     """Live metrics for TensorBoard (tensorboardX writes the event files, no torch needed): one run per seed under
-    `OUT/tb` (rundir.py), scalars written when an episode ends."""
+    `OUT/tb` (rundir.py), the `live_scalars` written as episodes end and evaluations are made."""
 
     def __init__(self, run: Training):
         try:
@@ -180,20 +203,9 @@ class TensorBoard(Part):
         self.writers = [SummaryWriter(str(d)) for d in RunDir(run.out).tensorboard_dirs(run.cfg.seed_list)]
 
     def on_chunk(self, run: Training, chunk: Chunk) -> None:
-        r, w, k = chunk.records, run.rule.window, run.cfg.seeds
-        ended = np.argwhere(r.ended)
-        for n, (j, i, e) in enumerate(ended):
-            returns = run.logs[i].returns
-            index = len(returns) - int(np.sum(ended[n:, 1] == i))   # this episode's place in the seed's log
-            steps = int(chunk.steps[j])
-            scalars = {"episode/return": r.ret[j, i, e], "episode/length": r.length[j, i, e],
-                       f"episode/rolling_mean_{w}": np.mean(returns[max(0, index + 1 - w):index + 1]),
-                       "train/epsilon": r.epsilon[j, i], "train/loss": r.loss[j, i, e], "train/mean_q": r.q[j, i, e],
-                       "train/td_error": r.td[j, i, e],
-                       "speed/env_steps_per_s": steps * k / max(chunk.wall[j], 1e-9)}
+        for i, steps, scalars in live_scalars(run, chunk):
             for name, value in scalars.items():
-                if not math.isnan(float(value)):
-                    self.writers[i].add_scalar(name, float(value), steps)
+                self.writers[i].add_scalar(name, value, steps)
 
     def close(self) -> None:
         for w in self.writers:

@@ -2,9 +2,9 @@
 
 A one-seed run keeps everything in its folder. A K-seed run keeps the run's config.json, its aggregate summary.json
 and the checkpoint at the top, and each seed's files in `seed-<n>/`; TensorBoard's event files go to `tb/` (and
-`tb/seed-<n>/`). Training, the parts that write the files, the checkpoint, the benchmark, evaluation and `plot`
-all take the names and the layout from here, and `RunDir.check_own` tells a run's own model or checkpoint from one
-copied in from another run.
+`tb/seed-<n>/`), W&B's to `wandb/`. Training, the parts that write the files, the checkpoint, the benchmark,
+evaluation and `plot` all take the names and the layout from here, and `RunDir.check_own` tells a run's own model
+or checkpoint from one copied in from another run.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ SUMMARY = "summary.json"         # its figures; at the top of a K-seed run, the 
 CONFIG = "config.json"           # the configuration (a K-seed run: also each seed's own)
 CHECKPOINT = "checkpoint"        # the folder `resume` continues from (checkpoint.py)
 TENSORBOARD = "tb"               # TensorBoard's event files
+WANDB = "wandb"                  # W&B's files (its offline runs), made by W&B itself in the run folder
 LOCK = ".lock"                   # held (flock) by the process that trains into the folder
 SEED_PREFIX = "seed-"
 # What makes a model or a checkpoint a run's own: the task it plays and the shape of its network.
@@ -125,7 +126,7 @@ class RunDir:
                 (folder / name).unlink(missing_ok=True)
             if folder != out and not any(folder.iterdir()):
                 folder.rmdir()
-        for folder in (out / CHECKPOINT, out / TENSORBOARD):
+        for folder in (out / CHECKPOINT, out / TENSORBOARD, out / WANDB):
             shutil.rmtree(folder, ignore_errors=True)
 
     def _discard(self, existed: bool, before: set[str]) -> None:

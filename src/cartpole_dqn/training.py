@@ -33,6 +33,7 @@ from .program import build
 from .rules import resolve_rule
 from .rundir import CONFIG, RunDir
 from .scores import ScoreLog
+from .tracking import Wandb, WandB, WandbOptions, wandb_options
 
 
 @dataclass
@@ -50,7 +51,7 @@ class RunResult:
 
 
 def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, tensorboard: bool = False,
-          report: Report | None = None, report_every: int = 1000,
+          wandb: Wandb = False, report: Report | None = None, report_every: int = 1000,
           hypers: Sequence[Mapping[str, Any]] | None = None) -> RunResult:
     """Train `cfg.seeds` agents until each solves or its budget runs out; write scores, plots, models, summaries.
 
@@ -59,6 +60,9 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, t
         out: output folder; default `runs/<env>-<preset>-s<seed>-<time>`. A K-seed run writes `seed-<n>/` in it.
         verbose: show the progress bar and the solve lines.
         tensorboard: also write live scalars under `OUT/tb` (needs the `tensorboard` extra).
+        wandb: also track every seed as a W&B run (needs the `wandb` extra): True, or a dict of
+            `tracking.WandbOptions` fields (project, entity, group, name, job_type, tags, notes, mode). Its files
+            go to `OUT/wandb`; without an API key the runs stay offline there, and one line says so.
         report: called every `report_every` env steps with (env steps, [K] rolling mean of each seed's training
             returns over the solve window, NaN before its first episode); returning True stops the run as an
             interrupt does, a [K] mask stops those seeds. The tuner's pruner listens here, between chunks.
@@ -78,6 +82,7 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, t
     device = resolve_device(cfg.device)
     if tensorboard:
         require("tensorboardX", "tensorboard", "--tensorboard")
+    wb = _wandb(wandb)
     run_dir = RunDir(Path(out)) if out is not None else RunDir.default(cfg)
     with run_dir.claim():
         enable_compile_cache()
@@ -89,7 +94,7 @@ def train(cfg: Config, out: str | Path | None = None, *, verbose: bool = True, t
                 states = jax.device_put(program.init(cfg.seed_list, own or None), device)
                 run = Training(program, rule, out, dirs, states, [], stopped_wall=np.zeros(cfg.seeds), hypers=own)
                 run.logs = [ScoreLog(d, rule) for d in dirs]
-                return _drive(run, verbose, tensorboard, report, report_every)
+                return _drive(run, verbose, tensorboard, wb, report, report_every)
             finally:
                 program.close()
 
@@ -111,7 +116,7 @@ def _own_hypers(cfg: Config, hypers: Sequence[Mapping[str, Any]] | None) -> list
 
 
 def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int | None = None,
-           verbose: bool = True, tensorboard: bool = False) -> RunResult:
+           verbose: bool = True, tensorboard: bool = False, wandb: Wandb = False) -> RunResult:
     """Continue the run in `out` from its checkpoint; a larger `max_episodes` or `max_steps` extends the budget
     and re-activates the unsolved seeds.
 
@@ -119,15 +124,16 @@ def resume(out: str | Path, *, max_episodes: int | None = None, max_steps: int |
     aside. So do the classic-control tasks played on the host. For other host environments, whose state
     gymnasium cannot hand over, resuming is an approximation: the networks, memory, optimizer, keys and scores are
     restored, but every unfinished episode is abandoned and the environments restart on new seeds (a message says
-    so)."""
+    so). `tensorboard` and `wandb` are `train`'s."""
     if tensorboard:
         require("tensorboardX", "tensorboard", "--tensorboard")
+    wb = _wandb(wandb)
     out = _run_folder(out)
     with RunDir(out).claim(resuming=True):
         run = restored(out, max_episodes=max_episodes, max_steps=max_steps, verbose=verbose)
         try:
             with jax.default_device(resolve_device(run.cfg.device)):
-                return _drive(run, verbose, tensorboard, None, 0)
+                return _drive(run, verbose, tensorboard, wb, None, 0)
         finally:
             run.program.close()
 
@@ -203,12 +209,22 @@ def _continue_host_episodes(run: Training, active: np.ndarray, exact: bool, verb
         run.states = run.program.restart_episodes(run.states, restart, [run.cfg.seed, run.t])
 
 
-def _drive(run: Training, verbose: bool, tensorboard: bool, report: Report | None, report_every: int) -> RunResult:
-    """The driver loop with the parts this run asks for; the run's result."""
+def _wandb(wandb: Wandb) -> WandbOptions | None:
+    """The W&B options asked for, checked (the package too) before any folder is created."""
+    if wandb is not None and wandb is not False:
+        require("wandb", "wandb", "--wandb")
+    return wandb_options(wandb)
+
+
+def _drive(run: Training, verbose: bool, tensorboard: bool, wandb: WandbOptions | None, report: Report | None,
+           report_every: int) -> RunResult:
+    """The driver loop with the parts this run asks for; the run's result (W&B's part after `Results`, whose
+    summaries it sends)."""
     cfg = run.cfg
     results = Results()
     parts: list[Part] = [TensorBoard(run)] if tensorboard else []
     parts = [Scores(run), Evaluation(cfg), Checkpoints(), *([Progress(cfg.max_steps)] if verbose else []),
-             Plots(cfg), *parts, *([TunerReport(report, report_every)] if report is not None else []), results]
+             Plots(cfg), *parts, *([TunerReport(report, report_every)] if report is not None else []), results,
+             *([WandB(wandb, results, verbose)] if wandb is not None else [])]
     drive(run, parts)
     return RunResult(run.out, results.summaries, results.aggregate, run.interrupted)

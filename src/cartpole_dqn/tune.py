@@ -18,11 +18,12 @@ import dataclasses
 import os
 import shutil
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import optuna
@@ -31,11 +32,15 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from .config import FIELDS, HYPER, PROGRAM, RUN, Config, ConfigError, build, load_toml, to_dict, validate
 from .files import atomic_write
 from .plotting import pyplot, save_png
+from .errors import require
 from .rules import resolve_rule
-from .rundir import CHECKPOINT
+from .rundir import CHECKPOINT, WANDB
 from .stats import objective_value
 from .studies import (check_study_name, default_storage, default_study_name, fail_dead_trials, first_line, load,
                       open_storage, open_study, setup_of, shown)
+
+if TYPE_CHECKING:  # tracking imports the driver (JAX), which a tune worker loads only to train
+    from .tracking import Wandb, WandbOptions
 
 # Settings that describe the run rather than the agent: never searched, never exported.
 
@@ -141,8 +146,9 @@ class Objective:
     program: trial j of the batch trains seeds seed + j K ... seed + j K + K - 1. A pruned trial's seeds freeze
     while the others train on. The first trial's value is returned to `study.optimize`; the others are told."""
 
-    def __init__(self, base: Config, fixed: frozenset[str], runs: Path, trials: int = 1, batch: int = 1):
-        self.base, self.fixed, self.runs = base, fixed, runs
+    def __init__(self, base: Config, fixed: frozenset[str], runs: Path, trials: int = 1, batch: int = 1,
+                 wandb: WandbOptions | None = None):
+        self.base, self.fixed, self.runs, self.wandb = base, fixed, runs, wandb
         self.budget = base.max_steps
         self.report_every = max(100, self.budget // 50)
         self.left, self.batch = trials, batch
@@ -206,7 +212,7 @@ class Objective:
         if out.exists():  # the same study number from another storage that shared this --out
             out = out.with_name(f"{out.name}-{socket.gethostname()}-{os.getpid()}")
         result = train(cfg, out, verbose=False, report=report, report_every=self.report_every,
-                       hypers=None if n == 1 else hypers)
+                       hypers=None if n == 1 else hypers, wandb=self.wandb)
         shutil.rmtree(out / CHECKPOINT, ignore_errors=True)  # megabytes of replay memory per trial
         if result.interrupted and len(pruned) < n:
             raise KeyboardInterrupt  # Ctrl-C or SIGTERM: Optuna marks the trial failed, the command stops
@@ -231,14 +237,14 @@ def _by_program(batch: list[tuple[Trial, Config]]) -> list[list[tuple[Trial, Con
 
 
 def _work(base: Config, fixed: frozenset[str], runs: Path, url: str, name: str, trials: int,
-          pruner: optuna.pruners.BasePruner | None, batch: int = 1) -> None:
+          pruner: optuna.pruners.BasePruner | None, batch: int = 1, wandb: WandbOptions | None = None) -> None:
     """One worker: join the study and run `trials` trials, `batch` at a time (module level, so a spawned process
     can import it)."""
     storage = open_storage(url)
     _, rule = resolve_rule(base)
     study = open_study(storage, name, setup_of(base, rule), url=url, pruner=pruner)
     fail_dead_trials(study, storage)
-    objective = Objective(base, fixed, runs, trials, batch)
+    objective = Objective(base, fixed, runs, trials, batch, wandb)
     study.optimize(objective, n_trials=objective.calls())
 
 
@@ -269,7 +275,7 @@ def fixed_keys(set_items: Iterable[str] = (), config_file: str | Path | None = N
 
 def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, storage: str | None = None,
          study: str | None = None, jobs: int = 1, fixed: Iterable[str] = (),
-         pruner: optuna.pruners.BasePruner | None = None, batch: int = 1) -> TuneResult:
+         pruner: optuna.pruners.BasePruner | None = None, batch: int = 1, wandb: Wandb = False) -> TuneResult:
     """Add `trials` trials to a study that minimises the median env steps to solve over `base.seeds` seeds.
 
     Args:
@@ -286,6 +292,8 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
         pruner: default `default_pruner(budget)`.
         batch: trials trained side by side as one program (see `Objective`): they share the first one's
             network shape and other program settings, and search the numeric hyperparameters.
+        wandb: track every trial's seeds as W&B runs, as `train` does (True or a dict of options), grouped by
+            the study's name; runs kept offline are said so in one line.
     """
     for flag, value in (("--trials", trials), ("--jobs", jobs), ("--budget-steps", budget), ("--batch", batch)):
         if value < 1:
@@ -296,23 +304,31 @@ def tune(base: Config, *, trials: int, out: str | Path, budget: int = 100_000, s
     if study is not None:
         check_study_name(study)
     base, rule = resolve_rule(tune_config(base, budget))
-    out = Path(out)
+    name, out = study or default_study_name(base), Path(out)
+    wb, notice = None, None
+    if wandb:
+        require("wandb", "wandb", "--wandb")
+        from .tracking import offline_notice, wandb_options
+
+        wb = wandb_options(wandb, group=name, job_type="tune")
+        notice = offline_notice(wb, out / "trials" / name / "*" / WANDB)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {str(out)!r} cannot be created: {e.strerror or e}") from None
     url = storage or default_storage(out)
-    name = study or default_study_name(base)
     fixed = frozenset(fixed)
     runs = out / "trials" / name
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     shares = [trials // jobs + (i < trials % jobs) for i in range(min(jobs, trials))]
     if len(shares) == 1:
-        _work(base, fixed, runs, url, name, trials, pruner, batch)
+        _work(base, fixed, runs, url, name, trials, pruner, batch, wb)
     else:
         # Create the study here, so a bad URL or a clash is one line before any worker starts.
         open_study(open_storage(url), name, setup_of(base, rule), url=url, pruner=pruner)
         ctx = get_context("spawn")
-        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, batch)) for n in shares]
+        procs = [ctx.Process(target=_work, args=(base, fixed, runs, url, name, n, pruner, batch, wb)) for n in shares]
         for p in procs:
             p.start()
         for p in procs:
