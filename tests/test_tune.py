@@ -33,9 +33,12 @@ from cartpole_dqn.studies import open_storage  # noqa: E402
 from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, report, search_space, shapes_program, tune)  # noqa: E402
 from tests.conftest import run_cli, tiny  # noqa: E402
 
-# Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps.
-TINY_SET = ["--preset", "sample-efficient", "--set", "hidden=16,16", "--set", "batch_size=8", "--set", "learning_starts=32"]
-TINY_FIXED = ("hidden", "batch_size", "learning_starts")
+# Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps. The settings that
+# shape the compiled program are held too, all but n_step (1 to 5), so the trials of every test share five programs
+# (compiling, not training, is what tiny trials cost) and a batch still has a program setting to share.
+TINY_SET = ["--preset", "sample-efficient", "--set", "hidden=16,16", "--set", "batch_size=8",
+            "--set", "learning_starts=32", "--set", "replay_ratio=1", "--set", "tau=0.005", "--set", "prioritized=false"]
+TINY_FIXED = ("hidden", "batch_size", "learning_starts", "replay_ratio", "tau", "prioritized")
 
 
 def _trials(url: str, name: str):
