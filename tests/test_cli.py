@@ -249,3 +249,17 @@ def test_noisy_alone_trains_and_records_epsilon_zero(tmp_path):
     assert cfg["noisy"] is True and cfg["epsilon_start"] == 0.0 and cfg["epsilon_end"] == 0.0
     r = run_cli("train", "--set", "noisy=true", "--set", "epsilon_start=0.5", "--out", str(tmp_path / "no"))
     assert r.returncode == 2 and "noisy=true explores by itself" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_sigterm_as_the_command_exits_is_exit_130_not_a_kill():
+    """Once the work is done Python puts the default handlers back while it and XLA tear down, and a SIGTERM
+    there killed the process (143) after every file was written; `run` holds the signals and counts it."""
+    code = ("import os, signal\nfrom cartpole_dqn import cli\ncli.main = lambda: 0\nblock = signal.pthread_sigmask\n"
+            "def block_then_term(how, signals):\n"
+            "    old = block(how, signals)\n    os.kill(os.getpid(), signal.SIGTERM)\n    return old\n"
+            "signal.pthread_sigmask = block_then_term\ncli.run()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and r.stderr == "", r.stderr
+    ok = subprocess.run([sys.executable, "-c", "from cartpole_dqn import cli\ncli.main = lambda: 0\ncli.run()"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stderr == ""

@@ -3,9 +3,9 @@
 import sys
 
 try:
-    from .cli import main
+    from .cli import run
 except KeyboardInterrupt:  # Ctrl-C in the split second of importing the CLI: one line, as everywhere else
     print("cartpole-dqn: interrupted", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+run()

@@ -460,6 +460,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> NoReturn:
+    """The `cartpole-dqn` command: `main`'s exit code, and an exit that no late signal turns into a kill.
+
+    Once the work is done, Ctrl-C and SIGTERM are held, and the process leaves without the interpreter's and
+    XLA's teardown: during it Python has already put the default handlers back, and a SIGTERM there killed the
+    process (143) after every file was written. One that arrived before they were held counts as the interrupt
+    it is (130)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        code = main()
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except KeyboardInterrupt:              # in the instant between the two
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        print(INTERRUPTED, file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    if code == 0 and signal.sigpending() & held:
+        code = EXIT_INTERRUPTED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _caused_by_ctrl_c(e: BaseException) -> bool:
     """Whether a KeyboardInterrupt lies behind `e`, which a library wrapped on its way out."""
     seen: set[int] = set()
