@@ -197,7 +197,9 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_is_untouched
     """Two runs into one folder once both exited 0, leaving one run's scores beside the other's summary."""
     out = tmp_path / "o"
     first = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "train", "--out", str(out), "--max-steps",
-                              "200000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              "100000000", "--max-episodes", "100000000", "--solve-score", "1000000",
+                              "--set", "hidden=16,16", "--eval-every", "0", "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out / "config.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
