@@ -32,12 +32,14 @@ def _other(name: str, value):
     return {"device": "cpu"}[name]
 
 
-def _chunk_text(cfg: Config) -> str:
+def _program_text(cfg: Config) -> str:
+    """The lowered text of the program's init and chunk."""
     cfg, rule = resolve_rule(validate(cfg))
     program = build(cfg, rule)
     try:
-        states = program.init(cfg.seed_list)
-        return program.chunk(50).lower(jnp.int32(0), states, jnp.int32(50)).as_text()
+        init, args = program.initializer(cfg.seed_list)
+        states = init(*args)
+        return init.lower(*args).as_text() + program.chunk(50).lower(jnp.int32(0), states, jnp.int32(50)).as_text()
     finally:
         program.close()
 
@@ -55,10 +57,10 @@ def test_hyperparameters_and_run_settings_leave_the_compiled_program_as_it_is(na
     changed["epsilon_start"], changed["gamma"], changed["seed"] = 0.7, 0.9, 5
     other = dataclasses.replace(base, **changed)
     assert all(getattr(other, key) != getattr(base, key) for key in changed)
-    text = _chunk_text(base)
-    assert _chunk_text(other) == text
+    text = _program_text(base)
+    assert _program_text(other) == text
     # ... and the comparison can fail: a setting of the program's shape changes the text.
-    assert _chunk_text(dataclasses.replace(base, hidden=(8,))) != text
+    assert _program_text(dataclasses.replace(base, hidden=(8,))) != text
 
 
 def test_seeds_side_by_side_learn_with_their_own_hyperparameters():

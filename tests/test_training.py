@@ -1,14 +1,16 @@
 import csv
+import dataclasses
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 
-from cartpole_dqn import preset, resume, train
+from cartpole_dqn import driver, preset, resume, train
 from cartpole_dqn.checkpoint import load_model
 from cartpole_dqn.config import ConfigError
 from tests.conftest import tiny
@@ -19,7 +21,8 @@ def _scores(path, drop=("wall_seconds",)):
     return [{k: v for k, v in r.items() if k not in drop} for r in rows]
 
 
-def test_a_run_leaves_every_file_and_a_complete_summary(tmp_path):
+def test_a_run_leaves_every_file_and_a_complete_summary(tmp_path, monkeypatch):
+    monkeypatch.setattr(driver, "_COMPILED", OrderedDict())       # compiled here, not by an earlier test
     cfg = tiny(max_steps=2200, eval_every=1000, eval_episodes=2, final_eval_episodes=3)
     result = train(cfg, tmp_path / "run", verbose=False)
     out = tmp_path / "run"
@@ -39,11 +42,17 @@ def test_a_run_leaves_every_file_and_a_complete_summary(tmp_path):
     assert s["compile_seconds"] > 0 and s["wall_seconds"] >= s["compile_seconds"]
 
 
-def test_same_seed_gives_identical_scores(tmp_path):
+def test_same_seed_gives_identical_scores_and_a_second_run_in_a_process_reuses_the_compiled_program(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(driver, "_COMPILED", OrderedDict())
     cfg = tiny(max_steps=1500)
-    train(cfg, tmp_path / "a", verbose=False)
-    train(cfg, tmp_path / "b", verbose=False)
-    assert _scores(tmp_path / "a" / "scores.csv") == _scores(tmp_path / "b" / "scores.csv")
+    a = train(cfg, tmp_path / "a", verbose=False)
+    b = train(dataclasses.replace(cfg, lr=cfg.lr * 2, max_steps=1000), tmp_path / "b", verbose=False)
+    c = train(cfg, tmp_path / "c", verbose=False)
+    assert _scores(tmp_path / "a" / "scores.csv") == _scores(tmp_path / "c" / "scores.csv")
+    assert _scores(tmp_path / "a" / "scores.csv") != _scores(tmp_path / "b" / "scores.csv")
+    compiled = [r.summaries[0]["compile_seconds"] for r in (a, b, c)]
+    assert compiled[0] > 0.1 and compiled[1] < 0.01 and compiled[2] < 0.01, compiled
 
 
 def test_classic_preset_runs_the_article_loop(tmp_path):

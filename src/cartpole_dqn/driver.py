@@ -14,6 +14,7 @@ import functools
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ from .scores import ScoreLog
 # Env steps per compiled chunk: long enough that the driver's chores cost nothing, short enough (a fraction of a
 # second on a laptop core) for a live progress bar and a prompt stop.
 CHUNK_STEPS = 1000
+
+# Compiled chunks by (program key, length, seeds), the last few: another run of the same program in this process
+# (a resume, tune trials, the API called in a loop) starts without tracing or compiling it again.
+_COMPILED: OrderedDict[tuple, Any] = OrderedDict()
+KEEP_COMPILED = 8
 
 
 @dataclass
@@ -148,6 +154,7 @@ class Stepper:
 
     def __init__(self, program: Program, length: int):
         self.fn = program.chunk(length)
+        self.key, self.length = program.key, length
         self.resizable = not program.on_host
         self.compiled: dict[int, Any] = {}
         self.compile_seconds = 0.0
@@ -158,8 +165,18 @@ class Stepper:
     def compile(self, t: int, states: loop.SeedState) -> Any:
         k = int(states.active.shape[0])
         if k not in self.compiled:
+            key = None if self.key is None else (self.key, self.length, k)
             started = time.perf_counter()
-            self.compiled[k] = self.fn.lower(jnp.int32(t), states, jnp.int32(0)).compile()
+            if key is not None and key in _COMPILED:
+                _COMPILED.move_to_end(key)
+                compiled = _COMPILED[key]
+            else:
+                compiled = self.fn.lower(jnp.int32(t), states, jnp.int32(0)).compile()
+                if key is not None:
+                    _COMPILED[key] = compiled
+                    while len(_COMPILED) > KEEP_COMPILED:
+                        _COMPILED.popitem(last=False)
+            self.compiled[k] = compiled
             self.last_compile, self.since_resize = time.perf_counter() - started, 0.0
             self.compile_seconds += self.last_compile
             self.size = self.size or k

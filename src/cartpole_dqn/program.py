@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Config
+from .config import PROGRAM, Config
 from .core import hyper as hyper_lib
 from .core import loop
 from .core.networks import Network, input_bounds
@@ -51,19 +51,38 @@ class Program:
     def on_host(self) -> bool:
         return self.envs is not None
 
+    @property
+    def key(self) -> tuple | None:
+        """All that a compiled chunk is built from: the program's settings (`config.PROGRAM`), the device, the
+        network and the solve rule; two programs with one key compile to the same code. None for a host task,
+        whose program calls back into its own environments."""
+        if self.on_host:
+            return None
+        program = tuple(getattr(self.cfg, name) for name in sorted(PROGRAM))
+        return program, self.cfg.device, self.net, self.task.threshold, self.task.window
+
     def init(self, seeds: Sequence[int], hypers: Sequence[Mapping[str, Any]] | None = None) -> loop.SeedState:
         """The starting state of `seeds` [K] (a host task resets its environments on seeds s * E + j); `hypers`
         gives each seed numeric hyperparameters (`config.HYPER`) of its own in place of `cfg`'s."""
+        init, args = self.initializer(seeds, hypers)
+        return init(*args)
+
+    def initializer(self, seeds: Sequence[int], hypers: Sequence[Mapping[str, Any]] | None = None
+                    ) -> tuple[Callable, tuple]:
+        """`init`'s jitted function and its arguments: the hyperparameters and budgets are data in them, so like
+        the chunk it is one program for any of their values."""
         own = hypers if hypers is not None else [{}] * len(seeds)
         h = hyper_lib.stack([dataclasses.replace(self.cfg, **o) for o in own])
+        budget = tuple(jnp.full(len(seeds), b) for b in loop.budgets(self.cfg))
         seeds_ = jnp.asarray(seeds)
         if not self.on_host:
-            return jax.jit(jax.vmap(lambda s, h: loop.init_seed(self.cfg, self.net, self.task, s, h=h)))(seeds_, h)
+            return jax.jit(jax.vmap(lambda s, h, b: loop.init_seed(self.cfg, self.net, self.task, s, h=h,
+                                                                   budget=b))), (seeds_, h, budget)
         e = self.cfg.num_envs
         obs, _ = self.envs.reset(seed=[s * e + j for s in seeds for j in range(e)])
         obs = jnp.asarray(obs, jnp.float32).reshape(len(seeds), e, -1)
-        return jax.jit(jax.vmap(lambda s, o, h: loop.init_seed(self.cfg, self.net, self.task, s, o, h)))(
-            seeds_, obs, h)
+        return jax.jit(jax.vmap(lambda s, o, h, b: loop.init_seed(self.cfg, self.net, self.task, s, o, h, b))), (
+            seeds_, obs, h, budget)
 
     def chunk(self, length: int) -> Chunk:
         """`chunk(t, states, n)`, jitted with the states donated: up to `length` vector steps (see

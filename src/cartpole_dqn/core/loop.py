@@ -83,12 +83,17 @@ class Task(NamedTuple):
     window: int
 
 
+def budgets(cfg: Config) -> tuple[jax.Array, ...]:
+    """`cfg`'s budgets (`BUDGETS`) as int32 scalars, the largest standing for none."""
+    return tuple(jnp.int32(min(getattr(cfg, name), _INT32_MAX)) for name in BUDGETS)
+
+
 def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array, obs: jax.Array | None = None,
-              h: Hyper | None = None) -> SeedState:
+              h: Hyper | None = None, budget: tuple[jax.Array, ...] | None = None) -> SeedState:
     """Seed `seed`'s starting state, its first actions chosen: every random number it will use descends from
     PRNGKey(seed) alone, so a seed's run is the same whatever runs beside it. A task played on the host
     (`task.env` None) passes the first observations [E, obs] its gymnasium environments gave; `h` replaces the
-    hyperparameters `cfg` sets."""
+    hyperparameters `cfg` sets, and `budget` its budgets (passed in, they leave the program as it is)."""
     key = jax.random.PRNGKey(seed)
     key, k_net, k_env = jax.random.split(key, 3)
     e = cfg.num_envs
@@ -104,7 +109,7 @@ def init_seed(cfg: Config, net: Network, task: Task, seed: int | jax.Array, obs:
     s = SeedState(agent_lib.init(cfg, net, k_net, h), memory, env_state, jnp.asarray(obs, f), key, jnp.zeros(e),
                   jnp.zeros(e, jnp.int32), jnp.zeros((e, 3)), jnp.zeros(e), jnp.int32(0), jnp.zeros(task.window),
                   jnp.bool_(False), jnp.bool_(True), jnp.int32(0), jnp.zeros(e, jnp.int32), env_keys(k_env, e),
-                  *(jnp.int32(min(getattr(cfg, name), _INT32_MAX)) for name in BUDGETS))
+                  *(budgets(cfg) if budget is None else budget))
     return choose(cfg, net, s)
 
 
