@@ -79,7 +79,8 @@ def offline_runs(folder: Path) -> list[dict]:
                 run["summary"].update(_items(r.summary.update))
         run["config"].pop("_wandb", None)
         runs.append(run)
-    return runs
+    # The folders' names give the second only: a resume can start within the second its run ended.
+    return sorted(runs, key=lambda run: run["run"].start_time.ToNanoseconds())
 
 
 def by_name(folder: Path) -> dict[str, dict]:
