@@ -154,7 +154,7 @@ class Stepper:
 
     def __init__(self, program: Program, length: int):
         self.fn = program.chunk(length)
-        self.key, self.length = program.key, length
+        self.key = None if program.key is None else (program.key, length)     # with K, `_COMPILED`'s key
         self.resizable = not program.on_host
         self.compiled: dict[int, Any] = {}
         self.compile_seconds = 0.0
@@ -165,7 +165,7 @@ class Stepper:
     def compile(self, t: int, states: loop.SeedState) -> Any:
         k = int(states.active.shape[0])
         if k not in self.compiled:
-            key = None if self.key is None else (self.key, self.length, k)
+            key = None if self.key is None else (*self.key, k)
             started = time.perf_counter()
             if key is not None and key in _COMPILED:
                 _COMPILED.move_to_end(key)
