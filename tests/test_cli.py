@@ -241,16 +241,17 @@ def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, monkeypatch,
     assert not out.exists()
 
 
-def test_noisy_alone_trains_and_records_epsilon_zero(tmp_path):
-    r = run_cli("train", "--preset", "sample-efficient", "--set", "noisy=true", "--max-steps", "300", "--eval-every",
-                "0", "--set", "hidden=16,16",
-                "--set", "learning_starts=32", "--set", "batch_size=8", "--set", "final_eval_episodes=0",
-                "--set", "plot_every=0", "--quiet", "--out", str(tmp_path / "noisy"))
-    assert r.returncode == 0, r.stderr
+def test_noisy_alone_trains_and_records_epsilon_zero(tmp_path, capsys):
+    assert main(["train", "--preset", "sample-efficient", "--set", "noisy=true", "--max-steps", "300",
+                 "--eval-every", "0", "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
+                 "--set", "final_eval_episodes=0", "--set", "plot_every=0", "--quiet",
+                 "--out", str(tmp_path / "noisy")]) == 0
     cfg = json.loads((tmp_path / "noisy" / "config.json").read_text())
     assert cfg["noisy"] is True and cfg["epsilon_start"] == 0.0 and cfg["epsilon_end"] == 0.0
-    r = run_cli("train", "--set", "noisy=true", "--set", "epsilon_start=0.5", "--out", str(tmp_path / "no"))
-    assert r.returncode == 2 and "noisy=true explores by itself" in r.stderr and r.stderr.count("\n") == 1
+    capsys.readouterr()
+    assert main(["train", "--set", "noisy=true", "--set", "epsilon_start=0.5", "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "noisy=true explores by itself" in err and err.count("\n") == 1 and not (tmp_path / "no").exists()
 
 
 def test_a_sigterm_as_the_command_exits_is_exit_130_not_a_kill():

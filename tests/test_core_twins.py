@@ -7,6 +7,8 @@ gymnax steps of a test run as one vmapped call, which keeps the file fast.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from functools import partial
 
 import gymnasium as gym
@@ -182,3 +184,12 @@ def test_no_twin():
     assert not has_twin("LunarLander-v3")
     with pytest.raises(ValueError, match="no JAX twin"):
         make_twin("LunarLander-v3")
+
+
+def test_the_twins_load_without_seaborn_which_gymnax_still_gets_when_it_uses_it():
+    """gymnax's Pong imports seaborn (and scipy.stats) for its renderer: deferred, it costs start-up nothing."""
+    code = ("import sys; import cartpole_dqn.core.twins; assert 'scipy.stats' not in sys.modules, 'loaded';"
+            "from gymnax.environments.misc import pong; assert len(pong.sns.color_palette('cubehelix', 3)) == 3;"
+            "import seaborn; assert seaborn.color_palette is pong.sns.color_palette")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -35,7 +35,7 @@ def trained_run(tmp_path_factory):
     return out
 
 
-def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path):
+def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path, capsys):
     """Train a small default-preset agent, extending the budget (resume) until greedy play solves the rule."""
     from cartpole_dqn import resume, train
 
@@ -52,8 +52,8 @@ def test_evaluate_of_a_solved_cartpole_agent_scores_above_the_threshold(tmp_path
             break
         resume(out, max_steps=4000 + 1000 * (extra + 1), verbose=False)
     assert result.mean > threshold
-    r = run_cli("evaluate", str(out), "--episodes", "20", "--seed", "123")
-    assert r.returncode == 0 and f"{result.mean:.1f} +-" in r.stdout
+    assert main(["evaluate", str(out), "--episodes", "20", "--seed", "123"]) == 0
+    assert f"{result.mean:.1f} +-" in capsys.readouterr().out
 
 
 def test_evaluate_of_a_balancing_agent_scores_above_the_threshold_in_the_api_and_the_cli(k_run):
@@ -243,18 +243,17 @@ def test_the_api_and_the_cli_give_the_same_results_for_one_seed(tmp_path):
     from cartpole_dqn import train
 
     api = train(tiny(max_steps=500, seed=3, final_eval_episodes=5), tmp_path / "api", verbose=False)
-    r = run_cli("train", "--preset", "sample-efficient", "--out", str(tmp_path / "cli"), "--max-steps", "500",
-                "--seed", "3", "--eval-every", "0",
-                "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
-                "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet")
-    assert r.returncode == 0, r.stderr
+    assert main(["train", "--preset", "sample-efficient", "--out", str(tmp_path / "cli"), "--max-steps", "500",
+                 "--seed", "3", "--eval-every", "0",
+                 "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
+                 "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet"]) == 0
     rows = lambda d: [{k: v for k, v in row.items() if k != "wall_seconds"}
                       for row in csv.DictReader(open(d / "scores.csv"))]
     assert rows(tmp_path / "api") == rows(tmp_path / "cli")
     cli_summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert cli_summary["final_greedy_score"] == api.summaries[0]["final_greedy_score"]
     a = evaluate(tmp_path / "api", episodes=5)
-    r = run_cli("evaluate", str(tmp_path / "cli"), "--episodes", "5", "--json", str(tmp_path / "e.json"))
+    assert main(["evaluate", str(tmp_path / "cli"), "--episodes", "5", "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["per_seed"][0]["returns"] == a.returns[0].tolist()
     assert load(tmp_path / "api").seeds == [3]
 

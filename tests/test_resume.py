@@ -13,9 +13,10 @@ import pytest
 
 from cartpole_dqn import checkpoint, driver, parts, program, resume, train
 from cartpole_dqn.checkpoint import CheckpointError, load_model
+from cartpole_dqn.cli import main
 from cartpole_dqn.config import ConfigError
 from cartpole_dqn.training import restored
-from tests.conftest import run_cli, tiny
+from tests.conftest import tiny
 
 
 def _rows(path, drop=("wall_seconds",)):
@@ -117,8 +118,7 @@ def test_resume_refuses_what_it_cannot_use(tmp_path):
 def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(tmp_path):
     args = ["--max-steps", "4000", "--set", "hidden=16,16", "--eval-every", "1000", "--eval-episodes", "2",
             "--set", "final_eval_episodes=5", "--set", "plot_every=0", "--quiet"]
-    full = run_cli("train", *args, "--out", str(tmp_path / "full"))
-    assert full.returncode == 0, full.stderr
+    assert main(["train", *args, "--out", str(tmp_path / "full")]) == 0
     out = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, "-m", "cartpole_dqn", "train", *args, "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -132,8 +132,7 @@ def test_sigint_to_a_training_process_then_resume_equals_the_uninterrupted_run(t
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert json.loads((out / "summary.json").read_text())["interrupted"]
-    r = run_cli("resume", str(out), "--quiet")
-    assert r.returncode == 0, r.stderr
+    assert main(["resume", str(out), "--quiet"]) == 0
     _same_run(tmp_path / "full", out)
     a, b = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "full", out))
     assert a["final_greedy_score"] == b["final_greedy_score"] and not b["interrupted"]

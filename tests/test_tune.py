@@ -243,21 +243,19 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial_and_the_study_usable(tm
 
 
 # ----------------------------------------------------------------------------------- report and export ---
-def test_report_prints_the_best_trials_and_saves_figures_and_export_feeds_train(tmp_path):
-    r = run_cli("tune", "--trials", "2", "--seeds", "1", "--budget-steps", "300", "--out", str(tmp_path),
-                *TINY_SET)
-    assert r.returncode == 0, r.stderr
-    assert "complete 2" in r.stdout
-    r = run_cli("tune", "--report", "--out", str(tmp_path), "--export", str(tmp_path / "best.toml"))
-    assert r.returncode == 0, r.stderr
-    assert "best trials" in r.stdout and "#" in r.stdout
+def test_report_prints_the_best_trials_and_saves_figures_and_export_feeds_train(tmp_path, capsys):
+    assert cli.main(["tune", "--trials", "2", "--seeds", "1", "--budget-steps", "300", "--out", str(tmp_path),
+                 *TINY_SET]) == 0
+    assert "complete 2" in capsys.readouterr().out
+    assert cli.main(["tune", "--report", "--out", str(tmp_path), "--export", str(tmp_path / "best.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "best trials" in out and "#" in out
     assert (tmp_path / "history.png").stat().st_size > 0 and (tmp_path / "importance.png").stat().st_size > 0
     cfg = build(file=tmp_path / "best.toml")
     best = min(_trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient"), key=lambda t: t.value)
     assert cfg.hidden == (16, 16) and cfg.lr == pytest.approx(best.params["lr"])
-    r = run_cli("train", "--config", str(tmp_path / "best.toml"), "--max-steps", "60", "--eval-every", "0",
-                "--set", "final_eval_episodes=0", "--quiet", "--out", str(tmp_path / "run"))
-    assert r.returncode == 0, r.stderr
+    assert cli.main(["train", "--config", str(tmp_path / "best.toml"), "--max-steps", "60", "--eval-every", "0",
+                 "--set", "final_eval_episodes=0", "--quiet", "--out", str(tmp_path / "run")]) == 0
 
 
 def test_report_without_a_study_says_so(tmp_path):
