@@ -241,14 +241,12 @@ def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, monkeypatch,
     assert not out.exists()
 
 
-def test_noisy_alone_trains_and_records_epsilon_zero(tmp_path, capsys):
-    assert main(["train", "--preset", "sample-efficient", "--set", "noisy=true", "--max-steps", "300",
-                 "--eval-every", "0", "--set", "hidden=16,16", "--set", "learning_starts=32", "--set", "batch_size=8",
-                 "--set", "final_eval_episodes=0", "--set", "plot_every=0", "--quiet",
-                 "--out", str(tmp_path / "noisy")]) == 0
-    cfg = json.loads((tmp_path / "noisy" / "config.json").read_text())
-    assert cfg["noisy"] is True and cfg["epsilon_start"] == 0.0 and cfg["epsilon_end"] == 0.0
-    capsys.readouterr()
+def test_noisy_alone_explores_by_its_noise_with_epsilon_zero_and_epsilon_beside_it_is_refused(tmp_path, capsys):
+    """(Noisy networks train in tests/test_core_loop.py::test_every_switch_trains.)"""
+    from cartpole_dqn.cli import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["train", "--preset", "sample-efficient", "--set", "noisy=true"]))
+    assert cfg.noisy is True and cfg.epsilon_start == 0.0 and cfg.epsilon_end == 0.0
     assert main(["train", "--set", "noisy=true", "--set", "epsilon_start=0.5", "--out", str(tmp_path / "no")]) == 2
     err = capsys.readouterr().err
     assert "noisy=true explores by itself" in err and err.count("\n") == 1 and not (tmp_path / "no").exists()

@@ -1,5 +1,7 @@
 """The compiled training chunk: seeds independent of K, learning, freezing at solve and budgets, update bursts."""
 
+import functools
+
 import gymnax
 import jax
 import jax.numpy as jnp
@@ -20,16 +22,26 @@ def tiny(name="sample-efficient", **overrides):
     return preset(name, **{**base, **overrides})
 
 
-def run(cfg, seeds, chunks, length=200, threshold=None, window=100):
-    """Records [steps, K] (one environment per seed) or [steps, K, E], and the final states of `chunks` chunks."""
+LENGTH = 400     # every test's chunks run n <= LENGTH steps of one compiled program per config and seed count
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_chunk(cfg, threshold=None, window=100):
     task = loop.Task(ENV, PARAMS, threshold, window)
     net = Network(4, 2, cfg.hidden, cfg.dueling, cfg.noisy, cfg.layer_norm, cfg.noisy_sigma0)
-    states = jax.vmap(lambda s: loop.init_seed(cfg, net, task, s))(jnp.asarray(seeds))
-    chunk = jax.jit(loop.make_chunk(cfg, net, task, length))
-    t, records = jnp.int32(0), []
+    return task, net, jax.jit(loop.make_chunk(cfg, net, task, LENGTH))
+
+
+def run(cfg, seeds, chunks, length=200, threshold=None, window=100, t=0, states=None):
+    """Records [steps, K] (one environment per seed) or [steps, K, E], and the final states of `chunks` chunks of
+    `length` steps from `states` at step `t` (default: the seeds' fresh states)."""
+    task, net, chunk = compiled_chunk(cfg, threshold, window)
+    if states is None:
+        states = jax.vmap(lambda s: loop.init_seed(cfg, net, task, s))(jnp.asarray(seeds))
+    t, records = jnp.int32(t), []
     for _ in range(chunks):
         (t, states), rec = chunk(t, states, length)
-        records.append(jax.device_get(rec))
+        records.append(jax.tree.map(lambda r: r[:length], jax.device_get(rec)))
     records = jax.tree.map(lambda *r: np.concatenate(r), *records)
     if cfg.num_envs == 1:
         records = jax.tree.map(lambda r: r[..., 0] if r.ndim == 3 else r, records)
@@ -64,11 +76,8 @@ def test_a_seed_freezes_at_the_episode_that_solves():
         assert len(ends) == first + 1 and rec.solved[ends[-1], i] and rec.stopped[ends[-1], i]
         assert int(states.stopped_at[i]) == ends[-1] + 1 and not bool(states.active[i])
     # Frozen: another chunk changes nothing of the agent.
-    cfg = tiny()
-    task = loop.Task(ENV, PARAMS, 15.0, 3)
-    net = Network(4, 2, cfg.hidden)
-    (_, after), more = jax.jit(loop.make_chunk(cfg, net, task, 50))(jnp.int32(600), states, 50)
-    assert not np.asarray(more.ended).any()
+    more, after = run(tiny(), [0, 1], 1, length=50, threshold=15.0, window=3, t=600, states=states)
+    assert not more.ended.any()
     for a, b in zip(jax.tree.leaves(states.agent), jax.tree.leaves(after.agent)):
         np.testing.assert_array_equal(a, b)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def _program_text(cfg: Config) -> str:
     program = build(cfg, rule)
     try:
         init, args = program.initializer(cfg.seed_list)
-        states = init(*args)
+        states = jax.eval_shape(init, *args)
         return init.lower(*args).as_text() + program.chunk(50).lower(jnp.int32(0), states, jnp.int32(50)).as_text()
     finally:
         program.close()
@@ -72,5 +73,24 @@ def test_seeds_side_by_side_learn_with_their_own_hyperparameters():
         states = program.init(cfg.seed_list, [dict(lr=lr, gamma=0.9) for lr in lrs])
         np.testing.assert_allclose(np.asarray(states.agent.hyper.lr), lrs, rtol=1e-6)
         np.testing.assert_allclose(np.asarray(states.agent.hyper.gamma), [0.9] * 3, rtol=1e-6)
+    finally:
+        program.close()
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("sample-efficient", dict(noisy=True, dueling=True, layer_norm=True, prioritized=True, num_envs=2,
+                              obs_scale="bounds", env="MountainCar-v0", epsilon_start=0.0, epsilon_end=0.0)),
+    ("pqn", dict(num_envs=4, rollout_steps=8, minibatches=2)),
+])
+def test_init_compiled_with_fewer_optimisations_gives_the_state_bit_for_bit(name, overrides):
+    cfg, rule = resolve_rule(preset(name, **{"hidden": (16, 16), "buffer_size": 500, "seeds": 3, **overrides}))
+    program = build(cfg, rule)
+    try:
+        init, args = program.initializer(cfg.seed_list, [dict(lr=1e-3 * (i + 1)) for i in range(3)])
+        optimised = init(*args)
+        states = program.init(cfg.seed_list, [dict(lr=1e-3 * (i + 1)) for i in range(3)])
+        assert jax.tree.structure(states) == jax.tree.structure(optimised)
+        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(optimised), jax.tree.leaves(states)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
     finally:
         program.close()
