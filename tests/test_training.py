@@ -101,16 +101,17 @@ def test_output_folder_holding_a_run_is_not_overwritten(tmp_path):
     assert (tmp_path / "x" / "scores.csv").read_bytes() == before
 
 
-@pytest.mark.parametrize("train_every", [1, 16])
-def test_updates_come_in_bursts_of_train_every_times_the_replay_ratio(tmp_path, train_every):
+def test_the_checkpoint_counts_the_updates_of_bursts_of_train_every_times_the_replay_ratio(tmp_path):
+    """(Every update schedule is counted step by step in tests/test_core_loop.py.)"""
     from cartpole_dqn.checkpoint import load_checkpoint
 
+    train_every = 16
     cfg = tiny(max_steps=300, replay_ratio=0.5, train_every=train_every)
     train(cfg, tmp_path / "r", verbose=False)
     _, meta = load_checkpoint(tmp_path / "r" / "checkpoint")
     learn_steps = meta["learn_steps"]                     # env steps since the memory held learning_starts
     assert learn_steps == 300 - cfg.learning_starts + 1
-    # 269 steps: 134 updates one every 2 steps; 16 whole bursts of 8 (128) when learning every 16 steps
+    # 269 steps: 16 whole bursts of 8 updates (128)
     assert meta["updates"] == [(learn_steps // train_every) * train_every // 2]
 
 
