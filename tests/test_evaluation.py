@@ -5,6 +5,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -68,6 +69,19 @@ def test_evaluate_reproduces_the_final_greedy_score(trained_run):
     summary = json.loads((trained_run / "summary.json").read_text())
     assert [round(float(np.mean(r)), 3) for r in result.returns] == [s["final_greedy_score"]
                                                                       for s in summary["per_seed"]]
+
+
+def test_an_evaluation_compiled_as_a_brief_program_plays_the_episodes_of_the_default_compilation():
+    """`core.jit_brief` compiles evaluations with fewer optimisations: the same returns, to the last bit, for a
+    network that balances to the cap and one that topples the pole, greedy and epsilon-greedy."""
+    net, balancing = balancer()
+    params = jax.tree.map(lambda a, b: jnp.stack([a, b]), balancing, net.init(jax.random.PRNGKey(1)))
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    for epsilon in (0.0, 0.1):
+        brief = module._twin_returns(module.net_act(net), 2, "CartPole-v1", 20, epsilon)
+        returns = np.asarray(brief(params, keys))
+        assert returns[0].max() == 500 and returns[1].max() < 100
+        np.testing.assert_array_equal(returns, np.asarray(jax.jit(brief.__wrapped__)(params, keys)))
 
 
 def test_evaluate_prints_a_line_per_seed_and_writes_every_return(k_run, tmp_path, capsys):

@@ -77,18 +77,17 @@ def test_seeds_side_by_side_learn_with_their_own_hyperparameters():
         program.close()
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("sample-efficient", dict(noisy=True, dueling=True, layer_norm=True, prioritized=True, num_envs=2,
-                              obs_scale="bounds", env="MountainCar-v0", epsilon_start=0.0, epsilon_end=0.0)),
-    ("pqn", dict(num_envs=4, rollout_steps=8, minibatches=2)),
-])
-def test_init_compiled_with_fewer_optimisations_gives_the_state_bit_for_bit(name, overrides):
-    cfg, rule = resolve_rule(preset(name, **{"hidden": (16, 16), "buffer_size": 500, "seeds": 3, **overrides}))
+def test_init_compiled_as_a_brief_program_gives_the_state_bit_for_bit():
+    """`core.jit_brief` compiles init with fewer optimisations; level 0 failed this (ulps apart: no fused
+    multiply-adds)."""
+    cfg, rule = resolve_rule(preset("sample-efficient", hidden=(16, 16), buffer_size=500, seeds=3, noisy=True,
+                                    dueling=True, layer_norm=True, prioritized=True, num_envs=2, obs_scale="bounds",
+                                    env="MountainCar-v0", epsilon_start=0.0, epsilon_end=0.0))
     program = build(cfg, rule)
     try:
         init, args = program.initializer(cfg.seed_list, [dict(lr=1e-3 * (i + 1)) for i in range(3)])
-        optimised = init(*args)
-        states = program.init(cfg.seed_list, [dict(lr=1e-3 * (i + 1)) for i in range(3)])
+        optimised = jax.jit(init.__wrapped__)(*args)          # XLA's default optimisations
+        states = init(*args)
         assert jax.tree.structure(states) == jax.tree.structure(optimised)
         for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(optimised), jax.tree.leaves(states)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))

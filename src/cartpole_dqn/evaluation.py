@@ -26,7 +26,7 @@ import numpy as np
 
 from .checkpoint import load_model
 from .config import SEED_MAX
-from .core import greedy
+from .core import greedy, jit_brief
 from .core.loop import Task
 from .core.networks import Network, Params
 from .core.twins import has_twin, make_twin
@@ -63,7 +63,7 @@ def _twin_returns(act: Act, n_actions: int, env_id: str, episodes: int,
     (policy function, task, episodes, epsilon), so later evaluations reuse the program."""
     env, env_params = make_twin(env_id)
     task = Task(env, env_params, None, 0)        # the solve rule plays no part in judging
-    return jax.jit(jax.vmap(lambda p, k: greedy.policy_returns(lambda obs: act(p, obs), n_actions, task, k,
+    return jit_brief(jax.vmap(lambda p, k: greedy.policy_returns(lambda obs: act(p, obs), n_actions, task, k,
                                                                episodes, epsilon)))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import PROGRAM, Config
 from .core import hyper as hyper_lib
+from .core import jit_brief
 from .core import loop
 from .core.networks import Network, input_bounds
 from .core.twins import has_twin, make_twin
@@ -29,11 +30,6 @@ from .rules import Rule
 
 Chunk = Callable[[jax.Array, loop.SeedState, jax.Array], tuple[tuple[jax.Array, loop.SeedState], loop.Record]]
 
-# `init` runs once per run, so on the CPU it is compiled with fewer of XLA's backend optimisations (level 1): in
-# half the time or less (1.3 s against 2.9 s for PQN, 2.6 s against 3.4 s for a DQN with every switch, 2026-12-06),
-# and the same state bit for bit (tests/test_program.py). Level 0 compiles faster still but rounds differently
-# (no fused multiply-adds), which would change every run. The chunk keeps the default: it runs the whole training.
-INIT_COMPILE = {"xla_backend_optimization_level": 1}
 
 
 def network(cfg: Config, space: gym.spaces.Box, n_actions: int) -> Network:
@@ -71,7 +67,7 @@ class Program:
         """The starting state of `seeds` [K] (a host task resets its environments on seeds s * E + j); `hypers`
         gives each seed numeric hyperparameters (`config.HYPER`) of its own in place of `cfg`'s."""
         init, args = self.initializer(seeds, hypers)
-        return init.lower(*args).compile(INIT_COMPILE if jax.default_backend() == "cpu" else None)(*args)
+        return init(*args)
 
     def initializer(self, seeds: Sequence[int], hypers: Sequence[Mapping[str, Any]] | None = None
                     ) -> tuple[Callable, tuple]:
@@ -82,12 +78,12 @@ class Program:
         budget = tuple(jnp.full(len(seeds), b) for b in loop.budgets(self.cfg))
         seeds_ = jnp.asarray(seeds)
         if not self.on_host:
-            return jax.jit(jax.vmap(lambda s, h, b: loop.init_seed(self.cfg, self.net, self.task, s, h=h,
+            return jit_brief(jax.vmap(lambda s, h, b: loop.init_seed(self.cfg, self.net, self.task, s, h=h,
                                                                    budget=b))), (seeds_, h, budget)
         e = self.cfg.num_envs
         obs, _ = self.envs.reset(seed=[s * e + j for s in seeds for j in range(e)])
         obs = jnp.asarray(obs, jnp.float32).reshape(len(seeds), e, -1)
-        return jax.jit(jax.vmap(lambda s, o, h, b: loop.init_seed(self.cfg, self.net, self.task, s, o, h, b))), (
+        return jit_brief(jax.vmap(lambda s, o, h, b: loop.init_seed(self.cfg, self.net, self.task, s, o, h, b))), (
             seeds_, obs, h, budget)
 
     def chunk(self, length: int) -> Chunk:
