@@ -64,7 +64,7 @@ def _twin_returns(act: Act, n_actions: int, env_id: str, episodes: int,
     env, env_params = make_twin(env_id)
     task = Task(env, env_params, None, 0)        # the solve rule plays no part in judging
     return jit_brief(jax.vmap(lambda p, k: greedy.policy_returns(lambda obs: act(p, obs), n_actions, task, k,
-                                                               episodes, epsilon)))
+                                                                 episodes, epsilon)))
 
 
 def greedy_returns(net: Network, params: Params, env_id: str, seeds: list[int], episodes: int, *, base: int,

@@ -21,15 +21,13 @@ import numpy as np
 
 from .config import PROGRAM, Config
 from .core import hyper as hyper_lib
-from .core import jit_brief
-from .core import loop
+from .core import jit_brief, loop
 from .core.networks import Network, input_bounds
 from .core.twins import has_twin, make_twin
 from .envs import check_spaces, make_env, make_envs, step_envs
 from .rules import Rule
 
 Chunk = Callable[[jax.Array, loop.SeedState, jax.Array], tuple[tuple[jax.Array, loop.SeedState], loop.Record]]
-
 
 
 def network(cfg: Config, space: gym.spaces.Box, n_actions: int) -> Network:
@@ -79,7 +77,7 @@ class Program:
         seeds_ = jnp.asarray(seeds)
         if not self.on_host:
             return jit_brief(jax.vmap(lambda s, h, b: loop.init_seed(self.cfg, self.net, self.task, s, h=h,
-                                                                   budget=b))), (seeds_, h, budget)
+                                                                     budget=b))), (seeds_, h, budget)
         e = self.cfg.num_envs
         obs, _ = self.envs.reset(seed=[s * e + j for s in seeds for j in range(e)])
         obs = jnp.asarray(obs, jnp.float32).reshape(len(seeds), e, -1)
