@@ -8,13 +8,21 @@ ARGS ?=
 
 .PHONY: train test bench install clean
 
+# uv installs the same packages as pip from the same pins in a fraction of the time (a fresh .venv with the test
+# tools: 29 s against 90 s, 2026-12-06, README); pip does the work where uv cannot (an index only pip is set up for).
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
+define pip_install
+	$(PIP) -c constraints.txt uv && $(UV) -c constraints.txt $(1) || $(PIP) -c constraints.txt $(1)
+endef
+
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	$(call pip_install,-e .)
 	touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(call pip_install,-e '.[test]')
 	touch $@
 
 install: $(BIN)/.installed
