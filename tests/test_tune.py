@@ -33,12 +33,15 @@ from cartpole_dqn.studies import open_storage  # noqa: E402
 from cartpole_dqn.tune import (ONLY, SEARCH_SPACE, export, report, search_space, shapes_program, tune)  # noqa: E402
 from tests.conftest import run_cli, tiny  # noqa: E402
 
-# Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps. The settings that
-# shape the compiled program are held too, all but n_step (1 to 5), so the trials of every test share five programs
-# (compiling, not training, is what tiny trials cost) and a batch still has a program setting to share.
+# Tiny trials: a 16-16 network, 8-sample batches, learning from step 32; a few hundred env steps. Every setting that
+# shapes the compiled program is held, so the trials of every test share one program with the rest of the suite's
+# tiny runs (compiling, not training, is what tiny trials cost); the batch test searches n_step (1 to 5), so that a
+# batch has a program setting to share.
 TINY_SET = ["--preset", "sample-efficient", "--set", "hidden=16,16", "--set", "batch_size=8",
-            "--set", "learning_starts=32", "--set", "replay_ratio=1", "--set", "tau=0.005", "--set", "prioritized=false"]
-TINY_FIXED = ("hidden", "batch_size", "learning_starts", "replay_ratio", "tau", "prioritized")
+            "--set", "learning_starts=32", "--set", "replay_ratio=1", "--set", "tau=0.005", "--set", "prioritized=false",
+            "--set", "n_step=5"]
+TINY_FIXED = ("hidden", "batch_size", "learning_starts", "replay_ratio", "tau", "prioritized", "n_step")
+BATCH_FIXED = tuple(name for name in TINY_FIXED if name != "n_step")
 
 
 def _trials(url: str, name: str):
@@ -92,7 +95,7 @@ def test_a_batch_trains_trials_that_share_a_program_side_by_side(tmp_path):
     """--batch 3: a batch's trials share the first one's program settings (n-step, replay ratio, ... searched
     once per batch), each samples its own numeric hyperparameters and trains seeds of its own, and one run
     folder holds them all; each trial's value is its own seeds' median."""
-    result = tune(tiny(seeds=2), trials=4, batch=3, out=tmp_path, budget=300, fixed=TINY_FIXED)
+    result = tune(tiny(seeds=2), trials=4, batch=3, out=tmp_path, budget=300, fixed=BATCH_FIXED)
     assert result.counts["complete"] == 4
     trials = _trials(f"sqlite:///{tmp_path / 'study.db'}", "CartPole-v1-sample-efficient")
     runs = [t.user_attrs["run"] for t in trials]
