@@ -96,13 +96,13 @@ def test_a_larger_budget_on_resume_continues_the_run(tmp_path):
 def test_save_every_writes_checkpoints_during_training(tmp_path, monkeypatch):
     """A checkpoint after each chunk in which a seed's episode count reached a multiple of save_every, and the
     last one at the end."""
-    monkeypatch.setattr(driver, "CHUNK_STEPS", 50)
+    monkeypatch.setattr(driver, "CHUNK_STEPS", 100)        # the program of the other 100-step cases
     saved = []
     real = checkpoint.save_run
     monkeypatch.setattr(checkpoint, "save_run", lambda run: saved.append(run.t) or real(run))
     train(tiny(max_steps=600, save_every=5), tmp_path / "r", verbose=False)
     steps = [int(r["env_steps"]) for r in _rows(tmp_path / "r" / "scores.csv")]
-    due = {-(-s // 50) * 50 for n, s in enumerate(steps, 1) if n % 5 == 0} - {600}
+    due = {-(-s // 100) * 100 for n, s in enumerate(steps, 1) if n % 5 == 0} - {600}
     assert len(due) >= 3 and saved == sorted(due) + [600]
 
 
