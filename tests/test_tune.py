@@ -38,8 +38,8 @@ from tests.conftest import run_cli, tiny  # noqa: E402
 # tiny runs (compiling, not training, is what tiny trials cost); the batch test searches n_step (1 to 5), so that a
 # batch has a program setting to share.
 TINY_SET = ["--preset", "sample-efficient", "--set", "hidden=16,16", "--set", "batch_size=8",
-            "--set", "learning_starts=32", "--set", "replay_ratio=1", "--set", "tau=0.005", "--set", "prioritized=false",
-            "--set", "n_step=5"]
+            "--set", "learning_starts=32", "--set", "replay_ratio=1", "--set", "tau=0.005",
+            "--set", "prioritized=false", "--set", "n_step=5"]
 TINY_FIXED = ("hidden", "batch_size", "learning_starts", "replay_ratio", "tau", "prioritized", "n_step")
 BATCH_FIXED = tuple(name for name in TINY_FIXED if name != "n_step")
 
