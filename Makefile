@@ -9,7 +9,8 @@ ARGS ?=
 .PHONY: train test bench install clean
 
 # uv installs the same packages as pip from the same pins in a fraction of the time (a fresh .venv with the test
-# tools: 29 s against 90 s, 2026-12-06, README); pip does the work where uv cannot (an index only pip is set up for).
+# tools: 38 s against 97 s, 2026-12-06, docs/experiments.md); pip does the work where uv cannot (an index only pip
+# is set up for).
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
 define pip_install

@@ -87,12 +87,12 @@ def test_out_that_is_a_file_and_malformed_config(tmp_path):
 
 def test_train_command_end_to_end(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text("hidden = [16, 16]\nlearning_starts = 50\n")
+    cfg.write_text("hidden = [16, 16]\nlearning_starts = 32\nbatch_size = 8\n")   # the suite's tiny program
     r = run_cli("train", "--config", str(cfg), "--max-steps", "600", "--seed", "3", "--eval-every", "0",
                 "--set", "final_eval_episodes=0", "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert s["seed"] == 3 and s["config"]["hidden"] == [16, 16] and s["config"]["learning_starts"] == 50
+    assert s["seed"] == 3 and s["config"]["hidden"] == [16, 16] and s["config"]["learning_starts"] == 32
     assert "finished" in r.stdout
 
 
