@@ -106,8 +106,7 @@ def test_updates_come_in_bursts_of_train_every_times_the_replay_ratio(train_ever
 
 @pytest.mark.parametrize("name, overrides", [
     ("classic", {}),
-    ("sample-efficient", dict(dueling=True, layer_norm=True)),
-    ("sample-efficient", dict(noisy=True, epsilon_start=0.0, epsilon_end=0.0)),
+    ("sample-efficient", dict(noisy=True, dueling=True, layer_norm=True, epsilon_start=0.0, epsilon_end=0.0)),
     ("sample-efficient", dict(prioritized=True, n_step=1, target_update_interval=50, tau=1.0, lr_end=1e-4)),
 ])
 def test_every_switch_trains(name, overrides):
