@@ -14,11 +14,12 @@ ARGS ?=
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
 define pip_install
-	$(PIP) -c constraints.txt uv && $(UV) -c constraints.txt $(1) || $(PIP) -c constraints.txt $(1)
+	$(UV) -c constraints.txt $(1) || $(PIP) -c constraints.txt $(1)
 endef
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	$(PIP) -c constraints.txt uv || echo "make: uv could not be installed; pip installs instead" >&2
 	$(call pip_install,-e .)
 	touch $@
 
