@@ -6,7 +6,7 @@ moments of 1.05 D, from start-up (imports) through compiling, training and the e
 plots, models, summaries) to exit, and `--kills` runs get SIGKILL. Each interrupted run must exit 130 with at most
 one line on stderr, and leave either nothing or a run folder that `resume` continues and `evaluate` reads; each
 killed run must leave a folder that `resume` continues or that a new `train` into it reclaims. A signal that
-arrives after the process has exited is reported, not counted.
+arrives after the process has exited, or begun to exit, is reported, not counted.
 
     python benchmarks/interrupts.py --moments 20 --kills 6
 """
@@ -58,6 +58,16 @@ def _reclaimed(out: Path, steps: int) -> str:
     return "reclaimed" if r.returncode == 0 else f"train exit {r.returncode}: {r.stderr.strip()[-200:]}"
 
 
+def _exiting(pid: int) -> bool:
+    """Whether the process has begun to exit (Linux): its exit code is fixed, so a signal now changes nothing, but
+    the kernel takes tens of milliseconds to tear down a JAX process before `poll()` sees it gone."""
+    try:
+        state, flags = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0:7:6]
+    except (OSError, IndexError):
+        return False
+    return state in "ZX" or bool(int(flags) & 0x4)    # PF_EXITING
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--moments", type=int, default=20, help="SIGINT/SIGTERM runs (default 20)")
@@ -81,7 +91,7 @@ def main() -> int:
         out = work / f"run-{n}"
         proc = _train(out, args.max_steps)
         time.sleep(at)
-        if proc.poll() is not None:
+        if proc.poll() is not None or _exiting(proc.pid):
             proc.communicate()
             print(json.dumps({"signal": sig.name, "at_s": round(at, 2), "result": "process had exited"}))
             continue

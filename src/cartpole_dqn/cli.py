@@ -475,10 +475,10 @@ def run() -> NoReturn:
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
         print(INTERRUPTED, file=sys.stderr)
         code = EXIT_INTERRUPTED
-    if code == 0 and signal.sigpending() & held:
-        code = EXIT_INTERRUPTED
     sys.stdout.flush()
     sys.stderr.flush()
+    if code == 0 and signal.sigpending() & held:   # last, so that the window before the exit is one system call
+        code = EXIT_INTERRUPTED
     os._exit(code)
 
 
