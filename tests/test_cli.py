@@ -254,11 +254,15 @@ def test_noisy_alone_explores_by_its_noise_with_epsilon_zero_and_epsilon_beside_
 
 def test_a_sigterm_as_the_command_exits_is_exit_130_not_a_kill():
     """Once the work is done Python puts the default handlers back while it and XLA tear down, and a SIGTERM
-    there killed the process (143) after every file was written; `run` holds the signals and counts it."""
-    code = ("import os, signal\nfrom cartpole_dqn import cli\ncli.main = lambda: 0\nblock = signal.pthread_sigmask\n"
-            "def block_then_term(how, signals):\n"
-            "    old = block(how, signals)\n    os.kill(os.getpid(), signal.SIGTERM)\n    return old\n"
-            "signal.pthread_sigmask = block_then_term\ncli.run()\n")
+    there killed the process (143) after every file was written; `run` counts it instead. With another thread
+    alive, as XLA's are, a signal blocked in the main thread still reached Python's handler: a traceback."""
+    code = ("import os, signal, sys, threading, time\nfrom cartpole_dqn import cli\n"
+            "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+            "cli.main = lambda: signal.signal(signal.SIGTERM, signal.default_int_handler) and 0\n"
+            "flush = sys.stdout.flush\n"
+            "def term_then_flush():\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(0.2)\n    flush()\n"
+            "sys.stdout.flush = term_then_flush\ncli.run()\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 130 and r.stderr == "", r.stderr
     ok = subprocess.run([sys.executable, "-c", "from cartpole_dqn import cli\ncli.main = lambda: 0\ncli.run()"],

@@ -108,6 +108,34 @@ def test_an_interrupt_before_the_first_checkpoint_removes_what_the_run_made(tmp_
     assert (mine / CHECKPOINT / "meta.json").exists()
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_ctrl_c_while_the_folder_is_made_and_locked_leaves_it_as_it_was(tmp_path, monkeypatch, existed):
+    """Ctrl-C 2 s into `train` once left an empty run folder, which `resume` refused: it came as the folder was
+    made, before the claim could remove it again."""
+    out = tmp_path / "o"
+    if existed:
+        out.mkdir()
+        (out / "notes.txt").write_text("keep")
+    make = RunDir._make
+
+    def make_then_ctrl_c(self):
+        make(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(RunDir, "_make", make_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with RunDir(out).claim():
+                (out / CONFIG).write_text("{}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if existed:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
+
+
 def test_a_run_killed_before_its_first_checkpoint_is_reclaimed_and_a_checkpoint_is_not(tmp_path, capsys):
     out = tmp_path / "o"
     (out / "seed-3").mkdir(parents=True)

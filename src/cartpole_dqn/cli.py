@@ -463,23 +463,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """The `cartpole-dqn` command: `main`'s exit code, and an exit that no late signal turns into a kill.
 
-    Once the work is done, Ctrl-C and SIGTERM are held, and the process leaves without the interpreter's and
-    XLA's teardown: during it Python has already put the default handlers back, and a SIGTERM there killed the
-    process (143) after every file was written. One that arrived before they were held counts as the interrupt
-    it is (130)."""
-    held = {signal.SIGINT, signal.SIGTERM}
+    Once the work is done, Ctrl-C and SIGTERM only make the exit code 130, and the process leaves without the
+    interpreter's and XLA's teardown: during it Python has already put the default handlers back, and a SIGTERM
+    there killed the process (143) after every file was written. A handler, not a blocked signal: the kernel hands
+    a process's signal to any thread that does not block it (XLA has several), and Python then runs the handler in
+    the main thread wherever that is."""
+    late: list[int] = []
+
+    def count(signum: int, frame: Any) -> None:
+        late.append(signum)
+
     try:
         code = main()
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, count)
     except KeyboardInterrupt:              # in the instant between the two
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, count)
         print(INTERRUPTED, file=sys.stderr)
         code = EXIT_INTERRUPTED
     sys.stdout.flush()
     sys.stderr.flush()
-    if code == 0 and signal.sigpending() & held:   # last, so that the window before the exit is one system call
-        code = EXIT_INTERRUPTED
-    os._exit(code)
+    os._exit(EXIT_INTERRUPTED if late and code == 0 else code)
 
 
 def _caused_by_ctrl_c(e: BaseException) -> bool:

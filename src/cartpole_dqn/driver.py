@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import signal
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Config
-from .errors import OutputError
+from .errors import OutputError, Stop, stop_on_signals
 from .core import loop
 from .program import Program
 from .rules import Rule
@@ -220,33 +218,6 @@ def _scatter(states: loop.SeedState, idx: jax.Array, part: loop.SeedState) -> lo
     return jax.tree.map(lambda a, p: a.at[idx].set(p), states, part)
 
 
-class _Stop:
-    """Turns the first Ctrl-C or SIGTERM into a request to stop after the current chunk; a second Ctrl-C
-    aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[_Stop]:
-    stop = _Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def drive(run: Training, parts: Sequence[Part]) -> None:
     """Train until every seed has stopped, a part asks to stop, or Ctrl-C / SIGTERM does (`run.interrupted`);
     then the parts' end hooks. Every part is closed on every path.
@@ -301,7 +272,7 @@ def _output_error(e: OSError, run: Training) -> OutputError:
                           f"then `cartpole-dqn resume {run.out}`" if saved.exists() else "no checkpoint was saved"))
 
 
-def _loop(run: Training, parts: Sequence[Part], stepper: Stepper, stop: _Stop, length: int,
+def _loop(run: Training, parts: Sequence[Part], stepper: Stepper, stop: Stop, length: int,
           intervals: Sequence[int], compiled_before: float) -> None:
     cfg = run.cfg
     while run.active().any():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .config import Config
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, stop_on_signals
 from .files import read_json
 
 SCORES = "scores.csv"            # a seed's training episodes (scores.py)
@@ -83,24 +83,31 @@ class RunDir:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {str(out)!r} is a file: give a folder (new or empty)")
         existed = out.exists()
-        self._make()
-        before = set(os.listdir(out))
-        with open(out / LOCK, "a") as lock:
+        # Until the folder is locked, Ctrl-C and SIGTERM wait: one that came as the folder was made once left it
+        # behind, and only the lock's holder may remove what it made.
+        with stop_on_signals() as early:
+            self._make()
+            before = set(os.listdir(out))
+            lock = open(out / LOCK, "a")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                lock.close()
                 raise ConfigError(f"--out {str(out)!r} is in use by another cartpole-dqn run: wait for it to "
                                   "end, or choose another folder") from None
-            if not resuming:
-                if self.holds_run():
-                    raise ConfigError(f"--out {str(out)!r} already holds a run: choose another folder so nothing "
-                                      "is overwritten")
-                if (out / SCORES).exists() or any(out.glob(f"{SEED_PREFIX}*/{SCORES}")):
-                    print(f"cartpole-dqn: {str(out)!r} holds the scores of a run stopped before its first "
-                          "checkpoint: starting afresh there", file=sys.stderr)
-                    self._clear_unfinished()
-                    before = set(os.listdir(out))
+        with lock:
             try:
+                if early.requested:
+                    raise KeyboardInterrupt
+                if not resuming:
+                    if self.holds_run():
+                        raise ConfigError(f"--out {str(out)!r} already holds a run: choose another folder so "
+                                          "nothing is overwritten")
+                    if (out / SCORES).exists() or any(out.glob(f"{SEED_PREFIX}*/{SCORES}")):
+                        print(f"cartpole-dqn: {str(out)!r} holds the scores of a run stopped before its first "
+                              "checkpoint: starting afresh there", file=sys.stderr)
+                        self._clear_unfinished()
+                        before = set(os.listdir(out))
                 yield
             except KeyboardInterrupt:
                 if not (out / CHECKPOINT / "meta.json").exists():
