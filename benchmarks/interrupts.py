@@ -8,7 +8,12 @@ one line on stderr, and leave either nothing or a run folder that `resume` conti
 killed run must leave a folder that `resume` continues or that a new `train` into it reclaims. A signal that
 arrives after the process has exited, or begun to exit, is reported, not counted.
 
+With `--resume` every run is instead `cartpole-dqn resume` of a copy of one run trained for a third of the budget:
+then nothing may be lost, so every interrupted or killed run must leave a folder that `resume` continues (and
+`evaluate` reads), with at least the episodes the copy held.
+
     python benchmarks/interrupts.py --moments 20 --kills 6
+    python benchmarks/interrupts.py --moments 20 --kills 6 --resume
 """
 
 from __future__ import annotations
@@ -28,9 +33,18 @@ from pathlib import Path
 CLI = [sys.executable, "-m", "cartpole_dqn"]
 
 
-def _train(out: Path, steps: int) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "train", "--out", str(out), "--max-steps", str(steps), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(out: Path, steps: int, base: Path | None) -> subprocess.Popen:
+    """`train` into `out`, or, given a `base` run, `resume` of a copy of it in `out`."""
+    if base is not None:
+        shutil.copytree(base, out)
+    command = ["resume", str(out)] if base is not None else ["train", "--out", str(out)]
+    return subprocess.Popen([*CLI, *command, "--max-steps", str(steps), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _episodes(out: Path) -> int:
+    scores = out / "scores.csv"
+    return len(scores.read_text().splitlines()) if scores.exists() else 0
 
 
 def _accepted(out: Path, steps: int) -> str:
@@ -73,15 +87,23 @@ def main() -> int:
     ap.add_argument("--moments", type=int, default=20, help="SIGINT/SIGTERM runs (default 20)")
     ap.add_argument("--kills", type=int, default=6, help="SIGKILL runs (default 6)")
     ap.add_argument("--max-steps", type=int, default=6000, help="each run's budget (default 6000)")
+    ap.add_argument("--resume", action="store_true", help="interrupt `resume` of a trained run, not `train`")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cartpole-dqn-interrupts-"))
+    base = None
+    if args.resume:
+        base = work / "base"
+        subprocess.run([*CLI, "train", "--out", str(base), "--max-steps", str(args.max_steps // 3), "--quiet"],
+                       check=True, capture_output=True)
+    held = _episodes(base) if base is not None else 0
     for attempt in range(2):     # the second with the compile cache the first filled, as the runs below find it
         started = time.perf_counter()
-        ref = _train(work / f"reference-{attempt}", args.max_steps)
+        ref = _start(work / f"reference-{attempt}", args.max_steps, base)
         ref.communicate()
         duration = time.perf_counter() - started
     print(f"# interrupts: {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; reference run {duration:.1f} s (exit {ref.returncode})")
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {'resume' if base else 'train'}, reference run "
+          f"{duration:.1f} s (exit {ref.returncode})")
     failures, counted = 0, 0
     # Spread over 1.05 D, so that the last moments fall as the process exits.
     plan = [(signal.SIGINT if i % 2 == 0 else signal.SIGTERM, 1.05 * duration * (i + 0.5) / args.moments)
@@ -89,7 +111,7 @@ def main() -> int:
     plan += [(signal.SIGKILL, duration * (i + 0.5) / args.kills) for i in range(args.kills)]
     for n, (sig, at) in enumerate(plan):
         out = work / f"run-{n}"
-        proc = _train(out, args.max_steps)
+        proc = _start(out, args.max_steps, base)
         time.sleep(at)
         if proc.poll() is not None or _exiting(proc.pid):
             proc.communicate()
@@ -98,12 +120,18 @@ def main() -> int:
         proc.send_signal(sig)
         _, err = proc.communicate()
         lines = err.strip().splitlines()
-        if sig == signal.SIGKILL:
+        kept = _episodes(out)
+        if base is not None and kept < held:
+            left = f"lost episodes: {kept} of the {held} it held"
+        elif sig == signal.SIGKILL:
             left = _reclaimed(out, args.max_steps)
-            ok = left in ("nothing", "resumed", "reclaimed")
         else:
             left = _accepted(out, args.max_steps)
-            ok = proc.returncode == 130 and len(lines) <= 1 and left in ("nothing", "resume+evaluate")
+        if sig == signal.SIGKILL:
+            ok = left in (("resumed",) if base else ("nothing", "resumed", "reclaimed"))
+        else:
+            ok = proc.returncode == 130 and len(lines) <= 1 and left in (
+                ("resume+evaluate",) if base else ("nothing", "resume+evaluate"))
         counted += 1
         failures += not ok
         print(json.dumps({"signal": sig.name, "at_s": round(at, 2), "exit": proc.returncode, "stderr": lines,
