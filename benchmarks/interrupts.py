@@ -120,16 +120,13 @@ def main() -> int:
         proc.send_signal(sig)
         _, err = proc.communicate()
         lines = err.strip().splitlines()
-        kept = _episodes(out)
-        if base is not None and kept < held:
-            left = f"lost episodes: {kept} of the {held} it held"
-        elif sig == signal.SIGKILL:
-            left = _reclaimed(out, args.max_steps)
-        else:
-            left = _accepted(out, args.max_steps)
+        kept = _episodes(out)     # before the checks below resume the run further
+        lost = f"lost episodes: {kept} of the {held} it held" if base is not None and kept < held else None
         if sig == signal.SIGKILL:
+            left = lost or _reclaimed(out, args.max_steps)
             ok = left in (("resumed",) if base else ("nothing", "resumed", "reclaimed"))
         else:
+            left = lost or _accepted(out, args.max_steps)
             ok = proc.returncode == 130 and len(lines) <= 1 and left in (
                 ("resume+evaluate",) if base else ("nothing", "resume+evaluate"))
         counted += 1

@@ -474,12 +474,12 @@ def run() -> NoReturn:
         late.append(signum)
 
     try:
-        code = main()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, count)
-    except KeyboardInterrupt:              # in the instant between the two
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, count)
+        try:
+            code = main()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, count)
+    except KeyboardInterrupt:              # in the instant between main's own handling and the line above
         print(INTERRUPTED, file=sys.stderr)
         code = EXIT_INTERRUPTED
     sys.stdout.flush()
